@@ -1,0 +1,1 @@
+"""Hot spots, projections and the packed spatial index."""
