@@ -1,0 +1,36 @@
+# Everything runs from a virtual environment of its own (.venv): the top-level
+# package names (kernels, geo, stream) must not meet other installs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-unit test-integration bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hotspot-dwell demo --out out/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(PY) -m pytest -q
+
+test-unit: lint
+	$(PY) -m pytest -q -m "not integration"
+
+test-integration: $(STAMP)
+	$(PY) -m pytest -q -m integration
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_locate.py
+	$(PY) benchmarks/bench_replay.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,187 @@
+"""``hotspot-dwell`` command line: replay, schedule, hot spots, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from stream.engine import RuleSettings
+
+RULE_FLAGS = {
+    "max_gap_s": "seconds between two fixes after which an open visit ends at its last inside fix",
+    "exit_margin_m": "metres the polygon is grown by for leaving (enter on the polygon, leave on the buffer)",
+    "exit_grace_s": "seconds outside the buffer that do not yet end a visit",
+    "min_patrol_s": "seconds of visit that make a patrol",
+    "max_speed_mps": "speed since the last accepted fix above which a fix is rejected",
+    "reorder_window_s": "seconds within which out-of-order fixes are put back in order",
+}
+
+
+def _add_rule_flags(p: argparse.ArgumentParser) -> None:
+    defaults = RuleSettings()
+    g = p.add_argument_group("rules")
+    for name, help_text in RULE_FLAGS.items():
+        g.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
+                       help=f"{help_text} (default %(default)s)")
+    g.add_argument("--day-start", default=defaults.day_start, help="local start of the policing day (default %(default)s)")
+    g.add_argument("--timezone", default=defaults.timezone, help="IANA time zone of the force (default %(default)s)")
+
+
+def _rules(args: argparse.Namespace) -> RuleSettings:
+    return RuleSettings(**{k: getattr(args, k) for k in list(RULE_FLAGS) + ["day_start", "timezone"]})
+
+
+def _print_compliance(compliance, out=sys.stdout) -> None:
+    rows = compliance.rows()
+    header = ("policing_day", "group", "scheduled", "met", "compliance", "unscheduled_patrolled")
+    widths = [max(len(h), *(len(_cell(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)), file=out)
+    for r in rows:
+        print("  ".join(_cell(v).ljust(w) for v, w in zip(r, widths)), file=out)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return "-" if v != v else f"{v:.0%}"
+    return str(v)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from stream.replay import replay, write_outputs
+
+    result = replay(args.fixes, _load_hotspots(args.hotspots, args.crs), args.schedule, _rules(args),
+                    progress=not args.quiet)
+    written = write_outputs(result, args.out, charts=not args.no_charts)
+    s = result.stats
+    print(f"{s.fixes_read:,} fixes read, {s.fixes_rejected:,} rejected, {len(result.visits):,} visits, "
+          f"{len(result.patrols):,} patrols in {s.seconds:.2f} s ({s.fixes_per_s:,.0f} fixes/s, "
+          f"peak memory {s.peak_rss_bytes / 2**20:,.0f} MiB)")
+    if len(result.compliance):
+        _print_compliance(result.compliance)
+    for p in written:
+        print(f"wrote {p}")
+    return 0
+
+
+def _load_hotspots(path, crs):
+    from geo.hotspots import load_hotspots
+
+    return load_hotspots(path, crs=crs)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from stream.schedule import draw_schedule
+
+    hs = _load_hotspots(args.hotspots, "EPSG:27700")
+    start, end = (args.window.split("-") + [""])[:2]
+    if not end:
+        raise SystemExit(f"--window must look like 14:00-00:00, got {args.window!r}")
+    sched = draw_schedule(hs.ids, first_day=dt.date.fromisoformat(args.start), days=args.days, share=args.share,
+                          seed=args.seed, groups=hs.groups if args.per_group else None, window_start=start,
+                          window_end=end, target_minutes=args.target_minutes)
+    sched.write_csv(args.out)
+    print(f"wrote {len(sched)} scheduled hot spot-days over {args.days} days to {args.out}")
+    return 0
+
+
+def cmd_hotspots_build(args: argparse.Namespace) -> int:
+    from geo.crime_cells import build_crime_hotspots, write_geojson
+
+    fc = build_crime_hotspots(args.crimes, cell_m=args.cell_m, top=args.top, groups_path=args.wards,
+                              prefix=args.prefix)
+    write_geojson(fc, args.out)
+    print(f"wrote {len(fc['features'])} hot spots to {args.out}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from stream.schedule import load_schedule
+    from stream.simulate import SimulationSettings, simulate_day, write_fixes_csv
+
+    hs = _load_hotspots(args.hotspots, "EPSG:27700")
+    sched = load_schedule(args.schedule, hs.ids) if args.schedule else None
+    sim = simulate_day(hs, sched, dt.date.fromisoformat(args.day),
+                       SimulationSettings(officers=args.officers, seed=args.seed))
+    write_fixes_csv(sim, args.out)
+    print(f"wrote {len(sim):,} fixes of {args.officers} officers to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream.demo import run_replay_demo
+
+    return run_replay_demo(Path(args.out), officers=args.officers, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotspot-dwell", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="replay fix exports against hot spots and a schedule")
+    p.add_argument("--fixes", action="append", required=True, help="CSV or JSON Lines file (repeatable)")
+    p.add_argument("--hotspots", required=True, help="GeoJSON hot spots")
+    p.add_argument("--schedule", help="schedule CSV")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--crs", default="EPSG:27700", help="metric CRS (default %(default)s)")
+    p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_rule_flags(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("schedule", help="draw a randomised patrol schedule")
+    p.add_argument("--hotspots", required=True)
+    p.add_argument("--start", required=True, help="first policing day, YYYY-MM-DD")
+    p.add_argument("--days", type=int, default=28)
+    p.add_argument("--share", type=float, default=0.5, help="share of hot spots scheduled per day")
+    p.add_argument("--per-group", action="store_true", help="draw the share within each district")
+    p.add_argument("--window", default="14:00-00:00", help="patrol window, local HH:MM-HH:MM")
+    p.add_argument("--target-minutes", type=float, default=15.0)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("hotspots", help="hot spot files")
+    hsub = p.add_subparsers(dest="hotspots_command", required=True)
+    b = hsub.add_parser("build", help="top-N grid cells by crime count, as GeoJSON")
+    b.add_argument("--crimes", action="append", required=True, help="data.police.uk street-level CSV (repeatable)")
+    b.add_argument("--cell-m", type=float, default=150.0)
+    b.add_argument("--top", type=int, default=57)
+    b.add_argument("--wards", help="GeoPackage or GeoJSON of districts, to set each hot spot's group")
+    b.add_argument("--prefix", default="HS", help="id prefix (default %(default)s)")
+    b.add_argument("--out", required=True)
+    b.set_defaults(func=cmd_hotspots_build)
+
+    p = sub.add_parser("simulate", help="simulate a policing day of officer fixes")
+    p.add_argument("--hotspots", required=True)
+    p.add_argument("--schedule")
+    p.add_argument("--day", required=True, help="policing day, YYYY-MM-DD")
+    p.add_argument("--officers", type=int, default=20)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", required=True, help="CSV of fixes")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="simulate a policing day over the Nottingham hot spots and replay it")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--officers", type=int, default=24)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from geo.hotspots import HotspotFileError
+    from stream.readers import FixFileError
+    from stream.schedule import ScheduleFileError
+
+    try:
+        return args.func(args)
+    except (HotspotFileError, ScheduleFileError, FixFileError) as exc:
+        print(f"hotspot-dwell: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
