@@ -90,7 +90,7 @@ def cmd_hotspots_build(args: argparse.Namespace) -> int:
     from geo.crime_cells import build_crime_hotspots, write_geojson
 
     fc = build_crime_hotspots(args.crimes, cell_m=args.cell_m, top=args.top, groups_path=args.wards,
-                              prefix=args.prefix)
+                              id_prefix=args.prefix)
     write_geojson(fc, args.out)
     print(f"wrote {len(fc['features'])} hot spots to {args.out}")
     return 0
@@ -157,14 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hotspots", required=True)
     p.add_argument("--schedule")
     p.add_argument("--day", required=True, help="policing day, YYYY-MM-DD")
-    p.add_argument("--officers", type=int, default=20)
+    p.add_argument("--officers", type=int, default=12)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", required=True, help="CSV of fixes")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("demo", help="simulate a policing day over the Nottingham hot spots and replay it")
     p.add_argument("--out", default="out/demo")
-    p.add_argument("--officers", type=int, default=24)
+    p.add_argument("--officers", type=int, default=8)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_demo)
     return parser

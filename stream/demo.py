@@ -24,7 +24,7 @@ def demo_hotspots_path() -> Path:
     return Path(str(resources.files("geo") / "data" / "nottingham_hotspots.geojson"))
 
 
-def run_replay_demo(out: Path, *, officers: int = 24, seed: int = 7) -> int:
+def run_replay_demo(out: Path, *, officers: int = 8, seed: int = 7) -> int:
     out.mkdir(parents=True, exist_ok=True)
     hs = load_hotspots(demo_hotspots_path())
     schedule = draw_schedule(hs.ids, first_day=DEMO_DAY, days=1, share=0.5, seed=seed, groups=hs.groups,

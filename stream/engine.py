@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from geo.hotspots import HotspotSet
-from kernels import ordering, reasons
+from kernels import ordering
 from kernels import visits as visit_kernels
 from stream.fixes import FixColumns, Rejects
 
@@ -76,12 +76,6 @@ class StepResult(NamedTuple):
     rejects: Rejects  # fixes dropped by the ordering rules
 
 
-_ORDERING_REASON = np.zeros(256, np.int8)
-_ORDERING_REASON[ordering.REJECT_DUPLICATE] = reasons.DUPLICATE
-_ORDERING_REASON[ordering.REJECT_LATE] = reasons.LATE
-_ORDERING_REASON[ordering.REJECT_SPEED] = reasons.IMPOSSIBLE_SPEED
-
-
 class DwellEngine:
     """Officers' visits to hot spots, advanced batch by batch.
 
@@ -122,11 +116,12 @@ class DwellEngine:
         r = self.rules
         self._ordering, released, rejected = ordering.order_fixes(
             self._ordering, officer, ts_ms, x, y, row, reorder_window_s=r.reorder_window_s,
-            max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush)
+            max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, inplace=True)
         pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(released.x_m, released.y_m,
                                                                           margin_m=r.exit_margin_m)
         self._visits, closed = visit_kernels.advance_visits(
             self._visits, released.officer, released.ts_ms, pair_fix, pair_hotspot, pair_inside,
             max_gap_s=r.max_gap_s, exit_grace_s=r.exit_grace_s)
-        rejects = Rejects(np.asarray(rejected.row, np.int64), _ORDERING_REASON[np.asarray(rejected.reason)])
+        # The ordering kernel reports codes of the shared table (kernels.reasons).
+        rejects = Rejects(np.asarray(rejected.row, np.int64), np.asarray(rejected.reason, np.int8))
         return StepResult(Visits(*closed), rejects)

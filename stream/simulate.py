@@ -24,7 +24,7 @@ WALK_MPS = 1.4
 
 @dataclass(frozen=True)
 class SimulationSettings:
-    officers: int = 20
+    officers: int = 12
     seed: int = 7
     report_interval_s: tuple[float, float] = (5.0, 60.0)  # each radio draws its interval from this range
     error_m: tuple[float, float] = (5.0, 30.0)  # each radio's 1-sigma horizontal error
@@ -32,6 +32,8 @@ class SimulationSettings:
     duplicate_share: float = 0.01
     late_share: float = 0.005  # delivered after a delay of 2-20 minutes
     stay_s: tuple[float, float] = (300.0, 1800.0)
+    call_share: float = 0.6  # share of stays followed by a call elsewhere
+    call_s: tuple[float, float] = (1200.0, 3600.0)
     shift_start: str = "14:00"
     shift_end: str = "00:00"
 
@@ -100,6 +102,13 @@ def simulate_day(hotspots: HotspotSet, schedule: Schedule | None, day: dt.date,
             for _ in range(3):
                 t += stay / 3
                 pts_t.append(t), pts_x.append(x + rng.normal(0, 4)), pts_y.append(y + rng.normal(0, 4))
+            if rng.random() < settings.call_share:
+                # Called away: a job somewhere off the hot spots.
+                x, y = pts_x[-1] + rng.normal(0, 1500), pts_y[-1] + rng.normal(0, 1500)
+                t += float(np.hypot(x - pts_x[-1], y - pts_y[-1])) / (WALK_MPS * 3)  # driven
+                pts_t.append(t), pts_x.append(x), pts_y.append(y)
+                t += rng.uniform(*settings.call_s)
+                pts_t.append(t), pts_x.append(x + rng.normal(0, 4)), pts_y.append(y + rng.normal(0, 4))
         pts = np.array([pts_t, pts_x, pts_y])
         end_t = min(pts[0, -1], shift1 / 1000.0)
         true_t = np.arange(pts[0, 0], end_t, 1.0)
@@ -108,7 +117,8 @@ def simulate_day(hotspots: HotspotSet, schedule: Schedule | None, day: dt.date,
         true_cols["x"].append(np.interp(true_t, pts[0], pts[1]))
         true_cols["y"].append(np.interp(true_t, pts[0], pts[2]))
         interval = rng.uniform(*settings.report_interval_s)
-        rep_t = np.arange(pts[0, 0], end_t, interval) + rng.uniform(0, 1.0, size=1)
+        # Radios stamp whole seconds.
+        rep_t = np.round(np.arange(pts[0, 0], end_t, interval) + rng.uniform(0, 1.0, size=1))
         rep_t = rep_t[rep_t < end_t]
         err = rng.uniform(*settings.error_m)
         rx = np.interp(rep_t, pts[0], pts[1]) + rng.normal(0, err, rep_t.size)

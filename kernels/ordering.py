@@ -1,0 +1,504 @@
+"""Per-officer reorder buffer: duplicates, late fixes and impossible speed.
+
+Fixes arrive in network order, not event order (apps buffer while offline and
+upload late). :func:`order_fixes` holds each officer's fixes for
+``reorder_window_s`` of event time, releases them in time order and rejects
+duplicates, late fixes and fixes that imply an impossible speed. The state
+carries over between calls, so a stream cut into any batches gives the same
+released fixes and rejects as one batch.
+
+Rules, per officer, arrivals in arrival order:
+
+* ``ts < released_ts`` is late; ``ts == released_ts`` or equal to a pending
+  fix's ``ts`` is a duplicate (the first one wins).
+* Otherwise the fix joins the pending buffer and
+  ``max_seen = max(max_seen, ts)``; every pending fix with
+  ``ts <= max_seen - reorder_window`` is then released in time order.
+* A released fix less than ``max_gap_s`` after the last accepted fix that
+  implies more than ``max_speed_mps`` is rejected; otherwise it is accepted.
+  ``released_ts`` moves on for every released fix, accepted or not.
+* ``flush=True`` releases every pending fix once the batch is processed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from kernels import reasons
+from kernels._config import JIT_OPTIONS
+
+# "No timestamp yet". Input times must stay well inside int64 (see _check_ts).
+NO_TS_MS = np.iinfo(np.int64).min
+_TS_LIMIT_MS = 2**62
+_MAX_TS_MS = np.iinfo(np.int64).max
+
+# One code table for every stage (kernels/reasons.py), so the replay and the
+# dead-letter topic report the same numbers whichever stage rejected a fix.
+REJECT_DUPLICATE = reasons.DUPLICATE
+REJECT_LATE = reasons.LATE
+REJECT_SPEED = reasons.IMPOSSIBLE_SPEED
+REJECT_REASONS = {
+    REJECT_DUPLICATE: "duplicate",
+    REJECT_LATE: "late",
+    REJECT_SPEED: "impossible_speed",
+}
+
+_MAX_OFFICER = np.iinfo(np.int32).max - 1
+_OFFICER_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64)
+# officer, ts_ms, x_m, y_m, row: the pending buffer, a batch, released fixes.
+_FIX_DTYPES = (np.int32, np.int64, np.float64, np.float64, np.int64)
+_REJ_DTYPES = (np.int64, np.int8)
+
+
+class OrderingState(NamedTuple):
+    """Everything :func:`order_fixes` remembers between batches.
+
+    Per officer (indexed by officer code; length grows on demand):
+
+    released_ts_ms : int64 (n_officers,)
+        ts of the officer's last released fix, ``NO_TS_MS`` when none.
+    accepted_ts_ms : int64 (n_officers,)
+        ts of the last accepted fix (the speed check's anchor), ``NO_TS_MS``.
+    accepted_x_m, accepted_y_m : float64 (n_officers,)
+        Metric coordinates of the last accepted fix, NaN when none.
+    max_seen_ts_ms : int64 (n_officers,)
+        Largest ts ever put in the buffer, ``NO_TS_MS`` when none.
+
+    Pending reorder buffer, flat, sorted by (officer, ts):
+
+    pending_officer : int32 (n_pending,)
+    pending_ts_ms : int64 (n_pending,)
+    pending_x_m, pending_y_m : float64 (n_pending,)
+    pending_row : int64 (n_pending,)
+        The caller's id of the fix (input line number in a replay).
+    """
+
+    released_ts_ms: np.ndarray
+    accepted_ts_ms: np.ndarray
+    accepted_x_m: np.ndarray
+    accepted_y_m: np.ndarray
+    max_seen_ts_ms: np.ndarray
+    pending_officer: np.ndarray
+    pending_ts_ms: np.ndarray
+    pending_x_m: np.ndarray
+    pending_y_m: np.ndarray
+    pending_row: np.ndarray
+
+
+class ReleasedFixes(NamedTuple):
+    """Accepted fixes, each officer's contiguous and in ts order.
+
+    officer : int32 (n,) ; ts_ms : int64 (n,) epoch ms ;
+    x_m, y_m : float64 (n,) metres ; row : int64 (n,) caller's id.
+    Officers appear in ascending code order.
+    """
+
+    officer: np.ndarray
+    ts_ms: np.ndarray
+    x_m: np.ndarray
+    y_m: np.ndarray
+    row: np.ndarray
+
+
+class RejectedFixes(NamedTuple):
+    """row : int64 (n,) caller's id ; reason : int8 (n,) ``REJECT_*`` code."""
+
+    row: np.ndarray
+    reason: np.ndarray
+
+
+def empty_ordering_state(n_officers: int = 0) -> OrderingState:
+    """A state with room for ``n_officers`` officers and nothing pending."""
+    n = int(n_officers)
+    if n < 0:
+        raise ValueError(f"n_officers must be >= 0, got {n}")
+    fill = (NO_TS_MS, NO_TS_MS, np.nan, np.nan, NO_TS_MS)
+    per_officer = (np.full(n, v, d) for v, d in zip(fill, _OFFICER_DTYPES))
+    return OrderingState(*per_officer, *_alloc(0, _FIX_DTYPES))
+
+
+@njit(
+    "void(int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], int64, "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1])",
+    **JIT_OPTIONS,
+)
+def _group_by_officer(officer, ts, x, y, row, n_officers, g_off, g_ts, g_x, g_y, g_row):
+    """Stable counting sort of the batch by officer code into ``g_*``.
+
+    Codes are dense, so this is O(n + n_officers). It scatters the values
+    rather than returning a permutation: reads stay sequential and the main
+    kernel then walks each officer's fixes contiguously.
+    """
+    start = np.zeros(n_officers + 1, np.int64)
+    for i in range(officer.shape[0]):
+        start[officer[i] + 1] += 1
+    for o in range(n_officers):
+        start[o + 1] += start[o]
+    for i in range(officer.shape[0]):
+        o = officer[i]
+        q = start[o]
+        g_off[q] = o
+        g_ts[q] = ts[i]
+        g_x[q] = x[i]
+        g_y[q] = y[i]
+        g_row[q] = row[i]
+        start[o] = q + 1
+
+
+@njit(**JIT_OPTIONS)
+def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row, n):
+    # A plain loop: slice assignment would copy the source first (numba
+    # guards against overlap), an allocation per officer.
+    for q in range(j0, j1):
+        n_off[n] = p_off[q]
+        n_ts[n] = p_ts[q]
+        n_x[n] = p_x[q]
+        n_y[n] = p_y[q]
+        n_row[n] = p_row[q]
+        n += 1
+    return n
+
+
+@njit(
+    "UniTuple(int64, 3)("
+    "int64[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int64, float64, int64, boolean, "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int64[::1], int8[::1])",
+    **JIT_OPTIONS,
+)
+def _order_kernel(
+    released_ts, accepted_ts, accepted_x, accepted_y, max_seen,
+    p_off, p_ts, p_x, p_y, p_row,
+    b_off, b_ts, b_x, b_y, b_row,
+    window_ms, max_speed_mps, max_gap_ms, flush,
+    n_off, n_ts, n_x, n_y, n_row,
+    r_off, r_ts, r_x, r_y, r_row,
+    j_row, j_reason,
+):  # fmt: skip
+    """Process officers in ascending code order, merging the pending buffer
+    (sorted by officer) with the batch ``b_*`` (grouped by officer, stable).
+
+    Per-officer arrays are updated in place; new pending, released and
+    rejected fixes are written to the ``n_*``, ``r_*`` and ``j_*`` outputs.
+    Returns (n_pending, n_released, n_rejected).
+    """
+    n_batch = b_off.shape[0]
+    n_pend = p_off.shape[0]
+    # Scratch for one officer's buffer (its pending plus its arrivals),
+    # grown on demand.
+    w_ts = np.empty(16, np.int64)
+    w_x = np.empty(16, np.float64)
+    w_y = np.empty(16, np.float64)
+    w_row = np.empty(16, np.int64)
+
+    n_new = 0
+    n_rel = 0
+    n_rej = 0
+    k = 0
+    j = 0
+    while k < n_batch or (flush and j < n_pend):
+        if flush and (k >= n_batch or (j < n_pend and p_off[j] < b_off[k])):
+            o = p_off[j]  # a flush releases officers with nothing new too
+        else:
+            o = b_off[k]
+        if not flush:
+            # Officers with nothing new keep their pending fixes as they are:
+            # gallop to officer o (it is near: officers come in order) and
+            # copy the run in bulk.
+            lo = j
+            step = 1
+            while lo + step < n_pend and p_off[lo + step] < o:
+                lo += step
+                step *= 2
+            hi = min(lo + step, n_pend)
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if p_off[mid] < o:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            n_new = _copy_run(p_off, p_ts, p_x, p_y, p_row, j, lo,
+                              n_off, n_ts, n_x, n_y, n_row, n_new)  # fmt: skip
+            j = lo
+        j0 = j
+        while j < n_pend and p_off[j] == o:
+            j += 1
+        k0 = k
+        while k < n_batch and b_off[k] == o:
+            k += 1
+        need = (j - j0) + (k - k0)
+        if need > w_ts.shape[0]:
+            size = max(need, 2 * w_ts.shape[0])
+            w_ts = np.empty(size, np.int64)
+            w_x = np.empty(size, np.float64)
+            w_y = np.empty(size, np.float64)
+            w_row = np.empty(size, np.int64)
+
+        head = 0
+        tail = 0
+        for q in range(j0, j):
+            w_ts[tail] = p_ts[q]
+            w_x[tail] = p_x[q]
+            w_y[tail] = p_y[q]
+            w_row[tail] = p_row[q]
+            tail += 1
+        rts = released_ts[o]
+        ms = max_seen[o]
+        a_ts = accepted_ts[o]
+        a_x = accepted_x[o]
+        a_y = accepted_y[o]
+        # One pass per arrival, then one more (i == k) for the flush.
+        for i in range(k0, k + 1):
+            if i < k:
+                t = b_ts[i]
+                if rts != NO_TS_MS and t < rts:
+                    j_row[n_rej] = b_row[i]
+                    j_reason[n_rej] = REJECT_LATE
+                    n_rej += 1
+                    continue
+                # Binary search for t in the sorted live part [head, tail).
+                lo = head
+                hi = tail
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if w_ts[mid] < t:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if t == rts or (lo < tail and w_ts[lo] == t):
+                    j_row[n_rej] = b_row[i]
+                    j_reason[n_rej] = REJECT_DUPLICATE
+                    n_rej += 1
+                    continue
+                # In-order arrivals append (lo == tail): the shift is empty.
+                for q in range(tail, lo, -1):
+                    w_ts[q] = w_ts[q - 1]
+                    w_x[q] = w_x[q - 1]
+                    w_y[q] = w_y[q - 1]
+                    w_row[q] = w_row[q - 1]
+                w_ts[lo] = t
+                w_x[lo] = b_x[i]
+                w_y[lo] = b_y[i]
+                w_row[lo] = b_row[i]
+                tail += 1
+                if t > ms:
+                    ms = t
+                limit = ms - window_ms
+            elif flush:
+                limit = _MAX_TS_MS
+            else:
+                break
+            while head < tail and w_ts[head] <= limit:
+                t = w_ts[head]
+                x = w_x[head]
+                y = w_y[head]
+                ok = True
+                if a_ts != NO_TS_MS:
+                    dt = t - a_ts
+                    if dt > 0 and dt <= max_gap_ms:
+                        # dist / dt_s > v, squared so integer inputs compare
+                        # exactly; NaN compares False, so it is never rejected.
+                        dx = x - a_x
+                        dy = y - a_y
+                        lim = max_speed_mps * dt
+                        ok = not ((dx * dx + dy * dy) * 1e6 > lim * lim)
+                if ok:
+                    a_ts = t
+                    a_x = x
+                    a_y = y
+                    r_off[n_rel] = o
+                    r_ts[n_rel] = t
+                    r_x[n_rel] = x
+                    r_y[n_rel] = y
+                    r_row[n_rel] = w_row[head]
+                    n_rel += 1
+                else:
+                    j_row[n_rej] = w_row[head]
+                    j_reason[n_rej] = REJECT_SPEED
+                    n_rej += 1
+                rts = t
+                head += 1
+        for q in range(head, tail):
+            n_off[n_new] = o
+            n_ts[n_new] = w_ts[q]
+            n_x[n_new] = w_x[q]
+            n_y[n_new] = w_y[q]
+            n_row[n_new] = w_row[q]
+            n_new += 1
+        released_ts[o] = rts
+        max_seen[o] = ms
+        accepted_ts[o] = a_ts
+        accepted_x[o] = a_x
+        accepted_y[o] = a_y
+    # Officers past the last arrival (none after a flush).
+    n_new = _copy_run(p_off, p_ts, p_x, p_y, p_row, j, n_pend,
+                      n_off, n_ts, n_x, n_y, n_row, n_new)  # fmt: skip
+    return n_new, n_rel, n_rej
+
+
+def seconds_to_ms(value: float, name: str) -> int:
+    """A non-negative duration in seconds as whole milliseconds (inf allowed).
+
+    Every kernel compares integer milliseconds, so thresholds are exact.
+    """
+    v = float(value)
+    if math.isnan(v) or v < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if math.isinf(v) or v * 1000.0 >= _TS_LIMIT_MS:
+        return _TS_LIMIT_MS
+    return int(round(v * 1000.0))
+
+
+def _as_1d(a, dtype, name: str, n: int | None = None) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has length {arr.shape[0]}, expected {n}")
+    if np.issubdtype(dtype, np.integer) and arr.size and not (
+        np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
+    ):
+        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _check_ts(ts: np.ndarray, name: str) -> None:
+    if ts.size and (ts.min() <= -_TS_LIMIT_MS or ts.max() >= _TS_LIMIT_MS):
+        raise ValueError(f"{name} must lie within +-2**62 ms (epoch milliseconds)")
+
+
+def _check_officer(officer: np.ndarray, name: str) -> np.ndarray:
+    if officer.size and (officer.min() < 0 or officer.max() > _MAX_OFFICER):
+        raise ValueError(
+            f"{name} must be dense codes in [0, {_MAX_OFFICER}], got "
+            f"[{officer.min()}, {officer.max()}]"
+        )
+    return np.ascontiguousarray(officer, dtype=np.int32)
+
+
+def _alloc(n: int, dtypes) -> tuple[np.ndarray, ...]:
+    return tuple(np.empty(n, d) for d in dtypes)
+
+
+def _per_officer(state: OrderingState, n_need: int, inplace: bool) -> list[np.ndarray]:
+    """The per-officer arrays with room for ``n_need`` officers (copies unless
+    ``inplace``; growth is geometric so streaming new officers stays cheap)."""
+    arrays = [np.ascontiguousarray(a, dtype=d) for a, d in zip(state[:5], _OFFICER_DTYPES)]
+    n_have = arrays[0].shape[0]
+    if n_need <= n_have:
+        return arrays if inplace else [a.copy() for a in arrays]
+    n_new = max(n_need, n_have + n_have // 2)
+    grown = empty_ordering_state(n_new)
+    for new, old in zip(grown[:5], arrays):
+        new[:n_have] = old
+    return list(grown[:5])
+
+
+def order_fixes(
+    state: OrderingState,
+    officer,
+    ts_ms,
+    x_m,
+    y_m,
+    row,
+    *,
+    reorder_window_s: float,
+    max_speed_mps: float,
+    max_gap_s: float,
+    flush: bool = False,
+    inplace: bool = False,
+) -> tuple[OrderingState, ReleasedFixes, RejectedFixes]:
+    """Put one batch of fixes through the per-officer reorder buffer.
+
+    Parameters
+    ----------
+    state : OrderingState
+        From :func:`empty_ordering_state` or the previous call.
+    officer : int (n,)
+        Dense officer codes, 0 <= code < 2**31 - 1.
+    ts_ms : int64 (n,)
+        Event time, epoch milliseconds.
+    x_m, y_m : float64 (n,)
+        Metric coordinates (EPSG:27700), metres. NaN is carried through and
+        never triggers a speed reject (the caller rejects NaN beforehand).
+    row : int64 (n,)
+        The caller's id of each fix, echoed in ``released`` and ``rejected``.
+    reorder_window_s : float
+        Event-time seconds a fix is held back for late arrivals; 0 releases
+        every fix at once.
+    max_speed_mps : float
+        Fastest plausible speed, metres per second (inf disables the check).
+    max_gap_s : float
+        Beyond this many seconds since the last accepted fix there is no speed
+        check: a new track segment.
+    flush : bool
+        Release every pending fix after the batch (end of a replay file,
+        policing-day close).
+    inplace : bool
+        Update the per-officer arrays of ``state`` in place instead of copying
+        them (for a caller that drops the old state; saves a copy of every
+        officer's state per batch).
+
+    Returns
+    -------
+    new_state : OrderingState
+    released : ReleasedFixes
+        Accepted fixes, officers ascending, ts ascending within an officer.
+    rejected : RejectedFixes
+        Duplicates, late fixes and impossible speeds, with ``REJECT_*`` codes.
+    """
+    officer = np.asarray(officer)
+    n = officer.shape[0] if officer.ndim == 1 else -1
+    officer = _check_officer(_as_1d(officer, np.int64, "officer"), "officer")
+    ts = _as_1d(ts_ms, np.int64, "ts_ms", n)
+    x = _as_1d(x_m, np.float64, "x_m", n)
+    y = _as_1d(y_m, np.float64, "y_m", n)
+    rows = _as_1d(row, np.int64, "row", n)
+    _check_ts(ts, "ts_ms")
+    window_ms = seconds_to_ms(reorder_window_s, "reorder_window_s")
+    max_gap_ms = seconds_to_ms(max_gap_s, "max_gap_s")
+    speed = float(max_speed_mps)
+    if not speed > 0:
+        raise ValueError(f"max_speed_mps must be > 0, got {max_speed_mps!r}")
+    if not isinstance(state, OrderingState):
+        raise ValueError("state must be an OrderingState (see empty_ordering_state)")
+    n_pend = state.pending_officer.shape[0]
+    if any(a.shape != state[0].shape for a in state[1:5]) or any(
+        a.shape != (n_pend,) for a in state[5:]
+    ):
+        raise ValueError("state arrays have inconsistent lengths")
+
+    n_need = int(officer.max()) + 1 if n else 0
+    per_officer = _per_officer(state, n_need, inplace)
+    n_officers = per_officer[0].shape[0]
+    if n_officers <= 2 * n + 1024:
+        batch = _alloc(n, _FIX_DTYPES)
+        _group_by_officer(officer, ts, x, y, rows, n_officers, *batch)
+    else:  # few fixes, many officers: a comparison sort beats a counting one
+        perm = np.argsort(officer, kind="stable")
+        batch = tuple(a[perm] for a in (officer, ts, x, y, rows))
+
+    cap = n_pend + n
+    new_pend, rel, rej = _alloc(cap, _FIX_DTYPES), _alloc(cap, _FIX_DTYPES), _alloc(cap, _REJ_DTYPES)
+    n_new, n_rel, n_rej = _order_kernel(
+        *per_officer,
+        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state[5:], _FIX_DTYPES)),
+        *batch,
+        window_ms, speed, max_gap_ms, bool(flush),
+        *new_pend, *rel, *rej,
+    )  # fmt: skip
+    # Views are fine while the slack is small; a mostly empty buffer is copied
+    # so a big replay batch does not pin its memory in the state.
+    trim = (lambda a: a[:n_new].copy()) if 2 * n_new < cap else (lambda a: a[:n_new])
+    new_state = OrderingState(*per_officer, *(trim(a) for a in new_pend))
+    released = ReleasedFixes(*(a[:n_rel] for a in rel))
+    rejected = RejectedFixes(*(a[:n_rej] for a in rej))
+    return new_state, released, rejected

@@ -1,0 +1,413 @@
+"""Per (officer, hot spot) visit state machine: located fixes in, visits out.
+
+A visit opens on the first fix inside a hot spot's polygon and lasts until
+
+* a fix outside the polygon grown by ``exit_margin_m`` (no pair for that hot
+  spot) starts an excursion that lasts ``exit_grace_s`` or more
+  (``ts - out_since >= exit_grace``; with 0 the first such fix ends it),
+* or the officer is silent for more than ``max_gap_s`` (silence is not
+  presence),
+
+and always ends at its last fix inside the polygon itself. Fixes in the buffer
+ring (pair with ``inside=False``) keep a visit open but never open one. Each
+(officer, hot spot) is independent, so overlapping hot spots each get a visit.
+The state carries over between calls: any cut of a stream into batches gives
+the same visits as one batch.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from kernels._config import JIT_OPTIONS
+from kernels.ordering import NO_TS_MS, _as_1d, _check_officer, _check_ts, seconds_to_ms
+
+
+class VisitState(NamedTuple):
+    """Open visits, one row each, sorted by (officer, hotspot).
+
+    officer, hotspot : int32 (n_open,)
+        Dense codes.
+    start_ms : int64 (n_open,)
+        ts of the first inside-polygon fix, epoch ms.
+    last_in_ms : int64 (n_open,)
+        ts of the last inside-polygon fix.
+    last_seen_ms : int64 (n_open,)
+        ts of the officer's last fix while the visit is open.
+    out_since_ms : int64 (n_open,)
+        ts of the first fix of the current excursion outside the buffer,
+        ``NO_TS_MS`` when the officer is not on one.
+    n_fixes : int32 (n_open,)
+        Inside-polygon fixes so far.
+    """
+
+    officer: np.ndarray
+    hotspot: np.ndarray
+    start_ms: np.ndarray
+    last_in_ms: np.ndarray
+    last_seen_ms: np.ndarray
+    out_since_ms: np.ndarray
+    n_fixes: np.ndarray
+
+
+class Visits(NamedTuple):
+    """Closed visits, sorted by (officer, start_ms, hotspot).
+
+    officer, hotspot : int32 (n,) ; start_ms, end_ms : int64 (n,) epoch ms of
+    the first and last inside-polygon fix ; n_fixes : int32 (n,) >= 1.
+    """
+
+    officer: np.ndarray
+    hotspot: np.ndarray
+    start_ms: np.ndarray
+    end_ms: np.ndarray
+    n_fixes: np.ndarray
+
+
+_STATE_DTYPES = (np.int32, np.int32, np.int64, np.int64, np.int64, np.int64, np.int32)
+_VISIT_DTYPES = (np.int32, np.int32, np.int64, np.int64, np.int32)
+
+
+def empty_visit_state() -> VisitState:
+    """No open visits."""
+    return VisitState(*(np.empty(0, d) for d in _STATE_DTYPES))
+
+
+def _empty_visits(n: int = 0) -> Visits:
+    return Visits(*(np.empty(n, d) for d in _VISIT_DTYPES))
+
+
+@njit(
+    "UniTuple(int64, 3)("
+    "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
+    "int64[::1], int32[::1], int64[::1], int64[::1], "
+    "int64[::1], int32[::1], boolean[::1], int64, int64, "
+    "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
+    "int32[::1], int32[::1], int64[::1], int64[::1], int32[::1])",
+    **JIT_OPTIONS,
+)
+def _advance_kernel(
+    s_off, s_hot, s_start, s_in, s_seen, s_out, s_n,
+    fix_ts, g_off, g_start, g_end,
+    pair_ptr, pair_hot, pair_inside, max_gap_ms, grace_ms,
+    n_off, n_hot, n_start, n_in, n_seen, n_out, n_n,
+    c_off, c_hot, c_start, c_end, c_n,
+):  # fmt: skip
+    """Advance the open visits ``s_*`` (sorted by officer, hotspot) over the
+    officer groups: group ``g`` is officer ``g_off[g]`` with fixes
+    ``g_start[g]:g_end[g]`` in ts order; groups come in ascending officer
+    order. Fix ``f``'s pairs are ``pair_ptr[f]:pair_ptr[f + 1]``, sorted by
+    hotspot.
+
+    Writes the new state to ``n_*`` and closed visits to ``c_*``. Returns
+    (n_open, n_closed, bad_fix): bad_fix is the first fix older than its
+    officer's open visits, -1 when none.
+    """
+    n_state = s_off.shape[0]
+    n_groups = g_off.shape[0]
+    # Scratch for one officer's open visits: its state rows plus every
+    # inside pair of its fixes (each can open at most one visit).
+    most = 0
+    s = 0
+    for g in range(n_groups):
+        o = g_off[g]
+        while s < n_state and s_off[s] < o:
+            s += 1
+        cnt = 0
+        while s < n_state and s_off[s] == o:
+            cnt += 1
+            s += 1
+        for p in range(pair_ptr[g_start[g]], pair_ptr[g_end[g]]):
+            if pair_inside[p]:
+                cnt += 1
+        most = max(most, cnt)
+    a_hot = np.empty(most, np.int32)
+    a_start = np.empty(most, np.int64)
+    a_in = np.empty(most, np.int64)
+    a_seen = np.empty(most, np.int64)
+    a_out = np.empty(most, np.int64)
+    a_n = np.empty(most, np.int32)
+    b_hot = np.empty(most, np.int32)
+    b_start = np.empty(most, np.int64)
+    b_in = np.empty(most, np.int64)
+    b_seen = np.empty(most, np.int64)
+    b_out = np.empty(most, np.int64)
+    b_n = np.empty(most, np.int32)
+
+    nn = 0
+    nc = 0
+    s = 0
+    for g in range(n_groups):
+        o = g_off[g]
+        # Officers without fixes in this batch keep their open visits as is.
+        while s < n_state and s_off[s] < o:
+            n_off[nn] = s_off[s]
+            n_hot[nn] = s_hot[s]
+            n_start[nn] = s_start[s]
+            n_in[nn] = s_in[s]
+            n_seen[nn] = s_seen[s]
+            n_out[nn] = s_out[s]
+            n_n[nn] = s_n[s]
+            nn += 1
+            s += 1
+        na = 0
+        while s < n_state and s_off[s] == o:
+            a_hot[na] = s_hot[s]
+            a_start[na] = s_start[s]
+            a_in[na] = s_in[s]
+            a_seen[na] = s_seen[s]
+            a_out[na] = s_out[s]
+            a_n[na] = s_n[s]
+            na += 1
+            s += 1
+        for f in range(g_start[g], g_end[g]):
+            t = fix_ts[f]
+            pe = pair_ptr[f + 1]
+            p = pair_ptr[f]
+            a = 0
+            nb = 0
+            # Merge the open visits with this fix's pairs, both by hotspot.
+            while a < na or p < pe:
+                if a < na and (p >= pe or a_hot[a] <= pair_hot[p]):
+                    if t < a_seen[a]:
+                        return nn, nc, f
+                    has_pair = p < pe and a_hot[a] == pair_hot[p]
+                    closed = False
+                    if t - a_seen[a] > max_gap_ms:
+                        closed = True  # silence is not presence
+                    elif has_pair:
+                        b_out[nb] = NO_TS_MS
+                        if pair_inside[p]:
+                            b_in[nb] = t
+                            b_n[nb] = a_n[a] + 1
+                        else:
+                            b_in[nb] = a_in[a]
+                            b_n[nb] = a_n[a]
+                    else:
+                        out = a_out[a] if a_out[a] != NO_TS_MS else t
+                        if t - out >= grace_ms:
+                            closed = True
+                        else:
+                            b_out[nb] = out
+                            b_in[nb] = a_in[a]
+                            b_n[nb] = a_n[a]
+                    if closed:
+                        c_off[nc] = o
+                        c_hot[nc] = a_hot[a]
+                        c_start[nc] = a_start[a]
+                        c_end[nc] = a_in[a]
+                        c_n[nc] = a_n[a]
+                        nc += 1
+                        # After a gap, a fix inside opens the next visit.
+                        if has_pair and pair_inside[p]:
+                            b_hot[nb] = a_hot[a]
+                            b_start[nb] = t
+                            b_in[nb] = t
+                            b_seen[nb] = t
+                            b_out[nb] = NO_TS_MS
+                            b_n[nb] = 1
+                            nb += 1
+                    else:
+                        b_hot[nb] = a_hot[a]
+                        b_start[nb] = a_start[a]
+                        b_seen[nb] = t
+                        nb += 1
+                    a += 1
+                    if has_pair:
+                        p += 1
+                else:
+                    # A pair with no open visit: only the polygon opens one.
+                    if pair_inside[p]:
+                        b_hot[nb] = pair_hot[p]
+                        b_start[nb] = t
+                        b_in[nb] = t
+                        b_seen[nb] = t
+                        b_out[nb] = NO_TS_MS
+                        b_n[nb] = 1
+                        nb += 1
+                    p += 1
+            a_hot, b_hot = b_hot, a_hot
+            a_start, b_start = b_start, a_start
+            a_in, b_in = b_in, a_in
+            a_seen, b_seen = b_seen, a_seen
+            a_out, b_out = b_out, a_out
+            a_n, b_n = b_n, a_n
+            na = nb
+        for a in range(na):
+            n_off[nn] = o
+            n_hot[nn] = a_hot[a]
+            n_start[nn] = a_start[a]
+            n_in[nn] = a_in[a]
+            n_seen[nn] = a_seen[a]
+            n_out[nn] = a_out[a]
+            n_n[nn] = a_n[a]
+            nn += 1
+    while s < n_state:
+        n_off[nn] = s_off[s]
+        n_hot[nn] = s_hot[s]
+        n_start[nn] = s_start[s]
+        n_in[nn] = s_in[s]
+        n_seen[nn] = s_seen[s]
+        n_out[nn] = s_out[s]
+        n_n[nn] = s_n[s]
+        nn += 1
+        s += 1
+    return nn, nc, -1
+
+
+def _sorted_visits(v: Visits) -> Visits:
+    order = np.lexsort((v.hotspot, v.start_ms, v.officer))
+    return Visits(*(a[order] for a in v))
+
+
+def _check_state(state: VisitState) -> None:
+    if not isinstance(state, VisitState):
+        raise ValueError("state must be a VisitState (see empty_visit_state)")
+    n = state.officer.shape[0]
+    if any(a.shape != (n,) for a in state):
+        raise ValueError("state arrays have inconsistent lengths")
+
+
+def advance_visits(
+    state: VisitState,
+    fix_officer,
+    fix_ts_ms,
+    pair_fix,
+    pair_hotspot,
+    pair_inside,
+    *,
+    max_gap_s: float,
+    exit_grace_s: float,
+) -> tuple[VisitState, Visits]:
+    """Advance every officer's open visits over one batch of located fixes.
+
+    Parameters
+    ----------
+    state : VisitState
+        From :func:`empty_visit_state` or the previous call.
+    fix_officer : int (n_fix,)
+        Dense officer codes; each officer's fixes contiguous (as released by
+        :func:`kernels.ordering.order_fixes`).
+    fix_ts_ms : int64 (n_fix,)
+        Epoch ms, non-decreasing within an officer and not older than the
+        officer's open visits from earlier batches.
+    pair_fix : int (n_pair,)
+        Index into the fixes of each (fix, hot spot) pair: the hot spot's
+        polygon grown by ``exit_margin_m`` contains the fix.
+    pair_hotspot : int (n_pair,)
+        Dense hot spot code. Pairs sorted by (pair_fix, pair_hotspot), unique.
+    pair_inside : bool (n_pair,)
+        True when the fix lies in the polygon itself.
+    max_gap_s : float
+        Seconds of silence after which an open visit ends at its last inside
+        fix.
+    exit_grace_s : float
+        Seconds an excursion outside the buffer may last without ending the
+        visit.
+
+    Returns
+    -------
+    new_state : VisitState
+    closed : Visits
+        Visits that closed in this batch, sorted by (officer, start, hotspot).
+    """
+    _check_state(state)
+    fix_officer = np.asarray(fix_officer)
+    n = fix_officer.shape[0] if fix_officer.ndim == 1 else -1
+    off = _check_officer(_as_1d(fix_officer, np.int64, "fix_officer"), "fix_officer")
+    ts = _as_1d(fix_ts_ms, np.int64, "fix_ts_ms", n)
+    _check_ts(ts, "fix_ts_ms")
+    pair_fix = np.asarray(pair_fix)
+    m = pair_fix.shape[0] if pair_fix.ndim == 1 else -1
+    p_fix = _as_1d(pair_fix, np.int64, "pair_fix")
+    p_hot = _check_officer(_as_1d(pair_hotspot, np.int64, "pair_hotspot", m), "pair_hotspot")
+    p_in = _as_1d(pair_inside, np.bool_, "pair_inside", m)
+    max_gap_ms = seconds_to_ms(max_gap_s, "max_gap_s")
+    grace_ms = seconds_to_ms(exit_grace_s, "exit_grace_s")
+
+    if m and (p_fix.min() < 0 or p_fix.max() >= n):
+        raise ValueError(f"pair_fix must index the {n} fixes")
+    if m > 1:
+        step = np.diff(p_fix)
+        if not np.all((step > 0) | ((step == 0) & (np.diff(p_hot) > 0))):
+            raise ValueError("pairs must be sorted by (pair_fix, pair_hotspot) without repeats")
+    # Officer groups: contiguous runs, ts non-decreasing inside each.
+    new_group = np.flatnonzero(np.diff(off) != 0) + 1
+    g_start = np.concatenate(([0], new_group)).astype(np.int64) if n else np.empty(0, np.int64)
+    g_end = np.append(g_start[1:], n).astype(np.int64) if n else np.empty(0, np.int64)
+    g_off = off[g_start]
+    if np.unique(g_off).shape[0] != g_off.shape[0]:
+        raise ValueError("each officer's fixes must be contiguous in fix_officer")
+    if n > 1 and np.any((np.diff(ts) < 0) & (np.diff(off) == 0)):
+        raise ValueError("fix_ts_ms must be non-decreasing within each officer")
+    by_officer = np.argsort(g_off, kind="stable")
+    g_off, g_start, g_end = g_off[by_officer], g_start[by_officer], g_end[by_officer]
+    pair_ptr = np.searchsorted(p_fix, np.arange(n + 1)).astype(np.int64)
+
+    n_open = state.officer.shape[0]
+    cap = n_open + int(np.count_nonzero(p_in))
+    new = VisitState(*(np.empty(cap, d) for d in _STATE_DTYPES))
+    closed = _empty_visits(cap)
+    nn, nc, bad = _advance_kernel(
+        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state, _STATE_DTYPES)),
+        ts, g_off, g_start, g_end,
+        pair_ptr, p_hot, p_in, max_gap_ms, grace_ms,
+        *new, *closed,
+    )  # fmt: skip
+    if bad >= 0:
+        raise ValueError(
+            f"fix {bad} (officer {off[bad]}, ts {ts[bad]}) is older than the "
+            "officer's open visits: fixes must come in ts order across batches"
+        )
+    new_state = VisitState(*(a[:nn].copy() for a in new))
+    return new_state, _sorted_visits(Visits(*(a[:nc] for a in closed)))
+
+
+def close_all(state: VisitState) -> Visits:
+    """Close every open visit at its last inside fix (end of a replay).
+
+    Returns
+    -------
+    Visits
+        Sorted by (officer, start_ms, hotspot).
+    """
+    _check_state(state)
+    return _sorted_visits(
+        Visits(state.officer, state.hotspot, state.start_ms, state.last_in_ms, state.n_fixes)
+    )
+
+
+def close_stale(
+    state: VisitState, watermark_ms: int, *, max_gap_s: float
+) -> tuple[VisitState, Visits]:
+    """Close the visits of officers silent for more than ``max_gap_s``.
+
+    A visit is stale when ``last_seen_ms < watermark_ms - max_gap_s * 1000``,
+    the same test a fix at ``watermark_ms`` would apply, so closing early
+    changes nothing as long as no later fix is older than the watermark.
+
+    Parameters
+    ----------
+    state : VisitState
+    watermark_ms : int
+        Epoch ms that every officer's stream has reached (event time).
+    max_gap_s : float
+        Seconds.
+
+    Returns
+    -------
+    new_state : VisitState
+        The visits still open.
+    closed : Visits
+        The stale visits, closed at their last inside fix, sorted by
+        (officer, start_ms, hotspot).
+    """
+    _check_state(state)
+    limit = int(watermark_ms) - seconds_to_ms(max_gap_s, "max_gap_s")
+    stale = state.last_seen_ms < limit
+    keep = VisitState(*(a[~stale] for a in state))
+    gone = VisitState(*(a[stale] for a in state))
+    return keep, close_all(gone)

@@ -1,0 +1,386 @@
+"""advance_visits against the plain-Python reference, batch-split invariance
+(alone and chained after order_fixes), invariants and named scenarios."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels.ordering import NO_TS_MS, empty_ordering_state, order_fixes
+from kernels.visits import (
+    VisitState,
+    Visits,
+    advance_visits,
+    close_all,
+    close_stale,
+    empty_visit_state,
+)
+from tests.reference.ordering import ReferenceOrderer, random_stream
+from tests.reference.visits import (
+    ReferenceVisits,
+    dwell_is_non_negative,
+    locate_boxes,
+    no_visit_without_entry,
+    reference_visits,
+    visits_have_fixes,
+    visits_within_track_span,
+)
+
+T0 = 1_700_000_000_000
+GAP_S = 120
+GRACE_S = 60
+OUT, RING, IN = 0, 1, 2
+
+
+def as_tuples(v: Visits) -> list[tuple]:
+    return sorted(zip(*(a.tolist() for a in v)))
+
+
+def pairs_of(statuses_per_fix):
+    """Per fix, a tuple of OUT/RING/IN per hot spot -> sorted pair arrays."""
+    pf, ph, pi = [], [], []
+    for f, statuses in enumerate(statuses_per_fix):
+        for h, s in enumerate(statuses):
+            if s != OUT:
+                pf.append(f)
+                ph.append(h)
+                pi.append(s == IN)
+    return np.array(pf, np.int64), np.array(ph, np.int64), np.array(pi, bool)
+
+
+def track(fixes, *, officer=0, max_gap_s=GAP_S, exit_grace_s=GRACE_S, close=True):
+    """One officer's track: fixes are (ts_s, statuses); returns
+    [(hotspot, start_s, end_s, n_fixes)] of the visits."""
+    ts = np.array([T0 + int(t * 1000) for t, _ in fixes], np.int64)
+    pf, ph, pi = pairs_of([s for _, s in fixes])
+    state, closed = advance_visits(empty_visit_state(), np.full(len(fixes), officer), ts,
+                                   pf, ph, pi, max_gap_s=max_gap_s, exit_grace_s=exit_grace_s)
+    visits = as_tuples(closed) + (as_tuples(close_all(state)) if close else [])
+    ref = reference_visits(np.full(len(fixes), officer), ts, pf, ph, pi, max_gap_s=max_gap_s,
+                           exit_grace_s=exit_grace_s, close=close)
+    assert sorted(visits) == ref
+    assert dwell_is_non_negative(visits) and visits_have_fixes(visits)
+    assert visits_within_track_span(visits, np.full(len(fixes), officer), ts)
+    assert no_visit_without_entry(visits, pf, ph, pi, np.full(len(fixes), officer))
+    return sorted((h, (s - T0) / 1000, (e - T0) / 1000, n) for _, h, s, e, n in visits)
+
+
+# Named scenarios (one hot spot unless said) ---------------------------------------
+
+
+def test_dwell_at_track_start():
+    fixes = [(t, (IN,)) for t in range(0, 300, 30)] + [(t, (OUT,)) for t in range(330, 600, 30)]
+    assert track(fixes) == [(0, 0, 270, 10)]
+
+
+def test_dwell_at_track_end():
+    fixes = [(t, (OUT,)) for t in range(0, 300, 30)] + [(t, (IN,)) for t in range(300, 600, 30)]
+    assert track(fixes, close=False) == []
+    assert track(fixes) == [(0, 300, 570, 10)]
+
+
+def test_multiple_visits():
+    fixes = ([(t, (IN,)) for t in range(0, 100, 20)] + [(t, (OUT,)) for t in range(100, 300, 20)]
+             + [(t, (IN,)) for t in range(300, 400, 20)] + [(400, (OUT,)), (470, (OUT,))])
+    assert track(fixes) == [(0, 0, 80, 5), (0, 300, 380, 5)]
+
+
+def test_no_visit():
+    fixes = [(t, (RING if t % 40 else OUT,)) for t in range(0, 600, 20)]
+    assert track(fixes) == []
+
+
+def test_jitter_on_boundary():
+    # GPS error flips the fix between polygon and ring: one visit, ending at the
+    # last fix inside the polygon, not at the last ring fix.
+    pattern = [IN, RING, IN, RING, RING, IN, RING, IN, RING, RING]
+    fixes = [(i * 15, (s,)) for i, s in enumerate(pattern)]
+    fixes += [(150 + i * 15, (OUT,)) for i in range(6)]
+    assert track(fixes) == [(0, 0, 105, 4)]
+
+
+def test_gap_longer_than_max_gap():
+    fixes = [(0, (IN,)), (30, (IN,)), (30 + GAP_S + 1, (IN,)), (30 + GAP_S + 31, (IN,))]
+    assert track(fixes) == [(0, 0, 30, 2), (0, 151, 181, 2)]
+
+
+def test_gap_of_exactly_max_gap_is_not_a_gap():
+    assert track([(0, (IN,)), (GAP_S, (IN,))]) == [(0, 0, GAP_S, 2)]
+
+
+def test_short_excursion_within_grace():
+    fixes = [(0, (IN,)), (20, (OUT,)), (40, (OUT,)), (70, (OUT,)), (80, (IN,))]
+    assert track(fixes) == [(0, 0, 80, 2)]
+
+
+def test_excursion_longer_than_grace():
+    # Out since 20 s; the fix at 80 s is 60 s out (>= grace): the visit ends at 0.
+    fixes = [(0, (IN,)), (20, (OUT,)), (40, (OUT,)), (80, (OUT,)), (90, (IN,))]
+    assert track(fixes) == [(0, 0, 0, 1), (0, 90, 90, 1)]
+
+
+def test_zero_grace_ends_a_visit_at_the_first_fix_outside_the_buffer():
+    fixes = [(0, (IN,)), (10, (RING,)), (20, (OUT,)), (30, (IN,))]
+    assert track(fixes, exit_grace_s=0) == [(0, 0, 0, 1), (0, 30, 30, 1)]
+
+
+def test_overlapping_hotspots_independent():
+    fixes = [(0, (IN, IN)), (20, (IN, IN)), (40, (OUT, IN)), (60, (OUT, IN)), (120, (OUT, IN)),
+             (140, (IN, RING)), (300, (OUT, OUT))]
+    assert track(fixes) == [(0, 0, 20, 2), (0, 140, 140, 1), (1, 0, 120, 5)]
+
+
+def test_close_stale_closes_silent_officers_only():
+    ts = np.array([T0, T0 + 600_000], np.int64)
+    state, closed = advance_visits(empty_visit_state(), [0, 1], ts, [0, 1], [3, 3], [True, True],
+                                   max_gap_s=GAP_S, exit_grace_s=GRACE_S)
+    assert closed.officer.shape == (0,)
+    state, stale = close_stale(state, T0 + 600_000 + 1000, max_gap_s=GAP_S)
+    assert as_tuples(stale) == [(0, 3, T0, T0, 1)]
+    assert state.officer.tolist() == [1]
+    state, stale = close_stale(state, T0 + 600_000 + GAP_S * 1000, max_gap_s=GAP_S)
+    assert stale.officer.shape == (0,) and state.officer.tolist() == [1]
+
+
+def test_state_rows():
+    ts = T0 + np.array([0, 10_000, 20_000])
+    state, _ = advance_visits(empty_visit_state(), [4, 4, 4], ts, [0, 1, 2], [2, 1, 2],
+                              [True, True, False], max_gap_s=GAP_S, exit_grace_s=GRACE_S)
+    assert isinstance(state, VisitState)
+    assert state.officer.tolist() == [4, 4] and state.hotspot.tolist() == [1, 2]
+    assert state.start_ms.tolist() == [T0 + 10_000, T0]
+    assert state.last_in_ms.tolist() == [T0 + 10_000, T0]
+    assert state.last_seen_ms.tolist() == [T0 + 20_000, T0 + 20_000]
+    assert state.out_since_ms.tolist() == [T0 + 20_000, NO_TS_MS]
+    assert state.n_fixes.tolist() == [1, 1]
+    assert state.officer.dtype == np.int32 and state.start_ms.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (([0, 1, 0], [0, 0, 1], [], [], []), "contiguous"),
+        (([0, 0], [5, 4], [], [], []), "non-decreasing"),
+        (([0, 0], [0, 1], [1, 0], [0, 0], [True, True]), "sorted"),
+        (([0], [0], [1], [0], [True]), "index"),
+        (([0], [0], [0], [0, 1], [True]), "length"),
+    ],
+)
+def test_bad_input_raises_value_error(args, message):
+    with pytest.raises(ValueError, match=message):
+        advance_visits(empty_visit_state(), *args, max_gap_s=GAP_S, exit_grace_s=GRACE_S)
+
+
+def test_fix_older_than_open_visit_raises():
+    state, _ = advance_visits(empty_visit_state(), [0], [T0], [0], [0], [True],
+                              max_gap_s=GAP_S, exit_grace_s=GRACE_S)
+    with pytest.raises(ValueError, match="older than"):
+        advance_visits(state, [0], [T0 - 1], [], [], [], max_gap_s=GAP_S, exit_grace_s=GRACE_S)
+
+
+# Generated pair streams -----------------------------------------------------------
+
+STEP_MS = [0, 1000, 10_000, 20_000, 59_000, 60_000, 61_000, 130_000]
+
+
+@st.composite
+def pair_streams(draw, max_fixes=60):
+    """Interleaved officers in arrival order; per fix and hot spot OUT, RING or
+    IN (boundary jitter), steps around the grace and gap thresholds."""
+    n_officers = draw(st.integers(1, 3))
+    n_hot = draw(st.integers(1, 3))
+    specs = draw(st.lists(
+        st.tuples(st.integers(0, n_officers - 1), st.sampled_from(STEP_MS),
+                  st.tuples(*[st.sampled_from([OUT, RING, IN])] * n_hot)),
+        max_size=max_fixes,
+    ))  # fmt: skip
+    clock = {o: T0 for o in range(n_officers)}
+    officer, ts, statuses = [], [], []
+    for o, step, s in specs:
+        clock[o] += step
+        officer.append(o)
+        ts.append(clock[o])
+        statuses.append(s)
+    return np.array(officer, np.int64), np.array(ts, np.int64), statuses
+
+
+VISIT_PARAMS = st.fixed_dictionaries(dict(
+    max_gap_s=st.sampled_from([10, 60, 120]),
+    exit_grace_s=st.sampled_from([0, 20, 60, 300]),
+))  # fmt: skip
+
+
+def grouped(officer, ts, statuses, rank):
+    """A batch as the ordering stage releases it: each officer contiguous,
+    groups in ``rank`` order (not necessarily ascending)."""
+    order = np.argsort(rank[officer], kind="stable")
+    pf, ph, pi = pairs_of([statuses[i] for i in order])
+    return officer[order], ts[order], pf, ph, pi
+
+
+def run_visit_batches(stream, cuts, params, rank):
+    officer, ts, statuses = stream
+    bounds = [0, *sorted(cuts), len(officer)]
+    state, visits = empty_visit_state(), []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        state, closed = advance_visits(
+            state, *grouped(officer[a:b], ts[a:b], statuses[a:b], rank), **params
+        )
+        visits += as_tuples(closed)
+    return state, visits
+
+
+@settings(max_examples=500, deadline=None)
+@given(stream=pair_streams(), params=VISIT_PARAMS, data=st.data())
+def test_advance_visits_matches_reference(stream, params, data):
+    officer, ts, statuses = stream
+    rank = np.array(data.draw(st.permutations(range(3))))
+    state, visits = run_visit_batches(stream, [], params, rank)
+    ref = ReferenceVisits(**params)
+    ref_closed = []
+    for i, (o, t) in enumerate(zip(officer.tolist(), ts.tolist())):
+        pairs = {h: s == IN for h, s in enumerate(statuses[i]) if s != OUT}
+        ref_closed += ref.fix(o, t, pairs)
+    assert sorted(visits) == sorted(ref_closed)
+    open_rows = [
+        (o, h, s, li, ls, None if out == NO_TS_MS else out, n)
+        for o, h, s, li, ls, out, n in zip(*(a.tolist() for a in state))
+    ]
+    assert open_rows == ref.open_rows()
+    everything = visits + as_tuples(close_all(state))
+    pf, ph, pi = pairs_of(statuses)
+    assert dwell_is_non_negative(everything) and visits_have_fixes(everything)
+    assert visits_within_track_span(everything, officer, ts)
+    assert no_visit_without_entry(everything, pf, ph, pi, officer)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=pair_streams(), params=VISIT_PARAMS, data=st.data())
+def test_advance_visits_batch_split_invariance(stream, params, data):
+    cuts = data.draw(st.lists(st.integers(0, len(stream[0])), max_size=6))
+    rank = np.array(data.draw(st.permutations(range(3))))
+    whole_state, whole = run_visit_batches(stream, [], params, np.arange(3))
+    split_state, split = run_visit_batches(stream, cuts, params, rank)
+    assert sorted(split) == sorted(whole)
+    for a, b in zip(split_state, whole_state):
+        np.testing.assert_array_equal(a, b)
+
+
+# order_fixes -> locate -> advance_visits, chained -------------------------------
+
+BOXES = [(0, 0, 100, 100), (80, 0, 180, 100), (300, 300, 400, 400)]
+MARGIN_M = 15
+CHAIN = dict(reorder_window_s=20, max_speed_mps=8, max_gap_s=120, exit_grace_s=30)
+ORDER_KW = dict(reorder_window_s=20, max_speed_mps=8, max_gap_s=120)
+VISIT_KW = dict(max_gap_s=120, exit_grace_s=30)
+
+
+@st.composite
+def walks(draw, max_fixes=60):
+    """Officers walking among three boxes (two overlapping), arriving with
+    network delays; duplicates, teleports and gaps included."""
+    n_officers = draw(st.integers(1, 3))
+    specs = draw(st.lists(
+        st.tuples(st.integers(0, n_officers - 1),
+                  st.sampled_from([0, 5_000, 10_000, 30_000, 200_000]),
+                  st.integers(-60, 60), st.integers(-60, 60), st.booleans(),
+                  st.sampled_from([0, 0, 0, 10_000, 60_000])),
+        max_size=max_fixes,
+    ))  # fmt: skip
+    pos = {o: [draw(st.integers(-50, 250)), draw(st.integers(-50, 250)), T0] for o in range(n_officers)}
+    fixes = []
+    for i, (o, step, dx, dy, teleport, delay) in enumerate(specs):
+        p = pos[o]
+        p[2] += step
+        p[0] += dx + (5_000 if teleport and i % 7 == 0 else 0)
+        p[1] += dy
+        fixes.append((p[2] + delay, i, o, p[2], p[0], p[1]))
+    fixes.sort()
+    cols = list(zip(*fixes)) or [()] * 6
+    _, row, o, t, x, y = (np.array(c) for c in cols)
+    return (o.astype(np.int64), t.astype(np.int64), x.astype(np.float64),
+            y.astype(np.float64), row.astype(np.int64))
+
+
+def run_chain(stream, cuts, boxes=BOXES):
+    bounds = [0, *sorted(cuts), len(stream[0])]
+    o_state, v_state = empty_ordering_state(), empty_visit_state()
+    visits, rejected, released = [], [], []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        o_state, rel, rej = order_fixes(o_state, *(c[a:b] for c in stream),
+                                        flush=k == len(bounds) - 2, **ORDER_KW)
+        pf, ph, pi = locate_boxes(rel.x_m, rel.y_m, boxes, MARGIN_M)
+        v_state, closed = advance_visits(v_state, rel.officer, rel.ts_ms, pf, ph, pi, **VISIT_KW)
+        visits += as_tuples(closed)
+        rejected += zip(rej.row.tolist(), rej.reason.tolist())
+        released += zip(rel.officer.tolist(), rel.ts_ms.tolist())
+    visits += as_tuples(close_all(v_state))
+    return sorted(visits), sorted(rejected), released
+
+
+def reference_chain(stream, boxes=BOXES):
+    ref_o = ReferenceOrderer(**ORDER_KW)
+    ref_v = ReferenceVisits(**VISIT_KW)
+    released = []
+    for o, t, x, y, r in zip(*stream):
+        released += ref_o.push(int(o), int(t), float(x), float(y), int(r))[0]
+    released += ref_o.flush()[0]
+    released.sort(key=lambda f: f[0])  # per officer, release order
+    visits = []
+    for o, t, x, y, _ in released:
+        pf, ph, pi = locate_boxes([x], [y], boxes, MARGIN_M)
+        visits += ref_v.fix(o, t, dict(zip(ph.tolist(), pi.tolist())))
+    return sorted(visits + ref_v.close_all()), released
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=walks(), data=st.data())
+def test_chained_batch_split_invariance_and_reference(stream, data):
+    cuts = data.draw(st.lists(st.integers(0, len(stream[0])), max_size=6))
+    whole, whole_rej, released = run_chain(stream, [])
+    split, split_rej, _ = run_chain(stream, cuts)
+    assert split == whole
+    assert split_rej == whole_rej
+    ref_visits, ref_released = reference_chain(stream)
+    assert whole == ref_visits
+    officers, ts = np.array([f[0] for f in released], int), np.array([f[1] for f in released], int)
+    assert visits_within_track_span(whole, officers, ts)
+    assert dwell_is_non_negative(whole) and visits_have_fixes(whole)
+
+
+def test_seeded_chain_matches_reference_in_batches():
+    # A bigger stream than hypothesis draws: 60 officers, 6000 fixes around
+    # 150 m cells, late and duplicate fixes, teleports; cut into 7 batches.
+    o, t, x, y, r = random_stream(11, 6_000, 60, late_share=0.05, dup_share=0.02,
+                                  teleport_share=0.005)
+    boxes = [(400_000 + i * 150 + dx, 280_000 + j * 150, 400_000 + i * 150 + dx + 150,
+              280_000 + j * 150 + 150) for i in range(0, 14, 2) for j in range(0, 14, 3)
+             for dx in (0, 60)]  # pairs of overlapping cells
+    stream = (o, t, x, y, r)
+    visits, _, _ = run_chain(stream, [500, 1500, 1501, 3000, 4200, 5999], boxes)
+    ref_visits, _ = reference_chain(stream, boxes)
+    assert visits == ref_visits
+    assert len(visits) > 50 and sum(v[4] > 1 for v in visits) > 10
+
+
+# Kernel bodies under the interpreter, so coverage sees them -------------------------
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already interpreted")
+def test_kernels_without_jit():
+    root = Path(__file__).resolve().parents[1]
+    subset = ("dwell or visit or jitter or gap or excursion or grace or overlapping or stale "
+              "or late or reordered or duplicate or speed or window or fence or state "
+              "or order_fixes_matches or chained")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", subset,
+         "tests/test_ordering.py", "tests/test_visits.py", "tests/test_fences.py"],
+        cwd=root, env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
