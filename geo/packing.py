@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from kernels.locate import build_cell_index
 from kernels.rtree_packed import PackedPolygons
 
 __all__ = ["NODE_SIZE", "PackedPolygons", "hilbert_index", "pack_polygons"]
@@ -25,6 +26,11 @@ GRID_MARGIN_M = 50.0
 # Slack added to grid boxes so a point on a cell border cannot fall into the
 # neighbouring cell by rounding and miss a part; exact box tests follow.
 _GRID_SLACK_M = 1e-3
+# Classified cell grid (kernels.locate): cells per median part box side, and
+# the cap on the number of cells (per part, with a floor for small sets).
+CELLS_PER_PART_SIDE = 4.0
+MAX_CELLS_PER_PART = 64
+MIN_MAX_CELLS = 1 << 16
 
 
 def hilbert_index(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -153,15 +159,24 @@ def pack_polygons(
 
     tree = _pack_tree(bounds, node_size)
     grid = _build_grid(bounds, float(grid_margin_m))
+    vertex_x = np.ascontiguousarray(coords[:, 0], dtype=np.float64)
+    vertex_y = np.ascontiguousarray(coords[:, 1], dtype=np.float64)
+    cells = _cell_grid(bounds, float(grid_margin_m))
+    cells.update(build_cell_index(
+        vertex_x, vertex_y, ring_offsets, part_ring_offsets, bounds, cells["cell_origin_x"],
+        cells["cell_origin_y"], cells["cell_m"], cells["cell_nx"], cells["cell_ny"],
+        float(grid_margin_m), cells.pop("slack"),
+    ))
     return PackedPolygons(
-        vertex_x=np.ascontiguousarray(coords[:, 0], dtype=np.float64),
-        vertex_y=np.ascontiguousarray(coords[:, 1], dtype=np.float64),
+        vertex_x=vertex_x,
+        vertex_y=vertex_y,
         ring_offsets=ring_offsets,
         part_ring_offsets=part_ring_offsets,
         part_hotspot=np.ascontiguousarray(part_hot),
         n_hotspots=int(n_hot),
         **tree,
         **grid,
+        **cells,
     )
 
 
@@ -267,3 +282,30 @@ def _build_grid(leaf_bounds: np.ndarray, margin_m: float) -> dict:
         grid_nx=nx, grid_ny=ny, grid_cell_offsets=offsets,
         grid_cell_items=np.ascontiguousarray(part[order]),
     )
+
+
+def _cell_grid(leaf_bounds: np.ndarray, margin_m: float) -> dict:
+    """Origin, cell side and shape of the classified cell grid.
+
+    The side is a quarter of the median part box side, enlarged when needed
+    so the grid has at most ``max(64 * n_parts, 65536)`` cells. The grid
+    covers every part box grown by the margin; the slack (1 mm, more for
+    huge coordinates) dwarfs rounding in the cell lookup.
+    """
+    n = leaf_bounds.shape[0]
+    if n == 0:
+        return dict(cell_origin_x=0.0, cell_origin_y=0.0, cell_m=1.0, cell_nx=0, cell_ny=0, slack=_GRID_SLACK_M)
+    slack = max(_GRID_SLACK_M, 1e-9 * float(np.abs(leaf_bounds).max()))
+    grow = margin_m + 4.0 * slack
+    x0 = float(leaf_bounds[:, 0].min()) - grow
+    y0 = float(leaf_bounds[:, 1].min()) - grow
+    width = float(leaf_bounds[:, 2].max()) + grow - x0
+    height = float(leaf_bounds[:, 3].max()) + grow - y0
+    side = np.maximum(leaf_bounds[:, 2] - leaf_bounds[:, 0], leaf_bounds[:, 3] - leaf_bounds[:, 1])
+    cell = max(float(np.median(side)) / CELLS_PER_PART_SIDE, 1e-3)
+    max_cells = max(MAX_CELLS_PER_PART * n, MIN_MAX_CELLS)
+    if (width / cell + 1) * (height / cell + 1) > max_cells:
+        cell = float(np.sqrt(width * height / max_cells)) * 1.01
+    nx = int(width / cell) + 1
+    ny = int(height / cell) + 1
+    return dict(cell_origin_x=x0, cell_origin_y=y0, cell_m=cell, cell_nx=nx, cell_ny=ny, slack=slack)

@@ -8,6 +8,9 @@ longitude/latitude in degrees.
 from __future__ import annotations
 
 import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +37,45 @@ def transformer(src_crs: str, dst_crs: str) -> pyproj.Transformer:
         Axis order is always (x/lon, y/lat).
     """
     return pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
+
+
+# PROJ releases the GIL while it transforms, so large batches are split over
+# the cores; a Transformer must not be shared between threads, hence one per
+# thread and CRS pair.
+_PARALLEL_MIN_POINTS = 200_000
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+_local = threading.local()
+
+
+def _thread_transformer(src_crs: str, dst_crs: str) -> pyproj.Transformer:
+    cache = getattr(_local, "transformers", None)
+    if cache is None:
+        cache = _local.transformers = {}
+    key = (src_crs, dst_crs)
+    if key not in cache:
+        cache[key] = pyproj.Transformer.from_crs(src_crs, dst_crs, always_xy=True)
+    return cache[key]
+
+
+def _transform_parallel(src_crs: str, dst_crs: str, a, b) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64)
+    if a.size < _PARALLEL_MIN_POINTS or _THREADS == 1:
+        return _transform(transformer(src_crs, dst_crs), a, b)
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="proj")
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"coordinate arrays differ in shape: {a.shape} vs {b.shape}")
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    cuts = np.linspace(0, flat_a.size, _THREADS + 1).astype(np.int64)
+    parts = [_pool.submit(lambda i, j: _transform(_thread_transformer(src_crs, dst_crs), flat_a[i:j], flat_b[i:j]),
+                          cuts[k], cuts[k + 1]) for k in range(_THREADS)]
+    done = [p.result() for p in parts]
+    x = np.concatenate([d[0] for d in done]).reshape(a.shape)
+    y = np.concatenate([d[1] for d in done]).reshape(a.shape)
+    return x, y
 
 
 def _transform(tr: pyproj.Transformer, a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +149,7 @@ class MetricProjection:
             Easting and northing in metres. NaN where the input is NaN or
             cannot be projected.
         """
-        return _transform(self._forward, lon, lat)
+        return _transform_parallel(WGS84, self.crs, lon, lat)
 
     def to_wgs84(self, x_m, y_m) -> tuple[np.ndarray, np.ndarray]:
         """Inverse of :meth:`to_metric`.

@@ -58,6 +58,14 @@ class PackedPolygons:
         Cell ``c`` lists parts ``grid_cell_items[offsets[c]:offsets[c + 1]]``.
     grid_cell_items : numpy.ndarray of int64, shape (n_items,)
         Part indices, ascending within each cell.
+    cell_origin_x, cell_origin_y, cell_m : float
+        South-west corner and cell side (metres) of the classified cell grid
+        that :func:`kernels.locate.locate_points` uses for margins up to
+        `grid_margin_m` (built by :func:`kernels.locate.build_cell_index`).
+    cell_nx, cell_ny : int
+        Its columns and rows; cell ``(ix, iy)`` is number ``iy * nx + ix``.
+    cell_offsets, entry_part, entry_key, entry_parity, entry_edges, entry_near, cell_edges : numpy.ndarray
+        Its (cell, part) entries, see :func:`kernels.locate.build_cell_index`.
     """
 
     vertex_x: np.ndarray
@@ -81,6 +89,23 @@ class PackedPolygons:
     grid_ny: int
     grid_cell_offsets: np.ndarray
     grid_cell_items: np.ndarray
+    cell_origin_x: float
+    cell_origin_y: float
+    cell_m: float
+    cell_nx: int
+    cell_ny: int
+    cell_offsets: np.ndarray
+    entry_part: np.ndarray
+    entry_key: np.ndarray
+    entry_parity: np.ndarray
+    entry_edges: np.ndarray
+    entry_near: np.ndarray
+    cell_edges: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all arrays (polygons, tree, bucket grid, cell grid)."""
+        return int(sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)))
 
     @property
     def n_parts(self) -> int:

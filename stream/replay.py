@@ -23,6 +23,7 @@ from kernels.reasons import REASON_NAMES
 from stream.engine import DwellEngine, RuleSettings, Visits
 from stream.fixes import OfficerRegistry, Rejects
 from stream.policing_day import PolicingCalendar
+from stream.prefetch import prefetch
 from stream.readers import DEFAULT_CHUNK_BYTES, ReadOptions, read_fixes
 from stream.schedule import Schedule, load_schedule
 from stream.tables import Table, compliance_table, hotspot_days_table, patrols_table, visits_table
@@ -104,7 +105,8 @@ def replay(fixes: Sequence[str | os.PathLike] | str | os.PathLike, hotspots: Hot
     bar = _progress_bar(sum(os.path.getsize(p) for p in paths if p.exists()), progress)
     for file_index, path in enumerate(paths):
         tag = np.int64(file_index) << _FILE_SHIFT
-        for chunk, bad in read_fixes(path, registry, read_options, progress=bar.update if bar else None):
+        chunks = read_fixes(path, registry, read_options, progress=bar.update if bar else None)
+        for chunk, bad in prefetch(chunks):
             n_read += len(chunk) + len(bad)
             rejects.append(Rejects(bad.row + tag, bad.reason))
             step = engine.step(dataclasses.replace(chunk, row=chunk.row + tag))
