@@ -7,6 +7,12 @@ kernels in :mod:`kernels.locate` can traverse it without Python objects.
 
 Parts are stored in leaf order: leaf ``k`` *is* part ``k``, so the tree needs
 no leaf -> item indirection.
+
+Two grids sit beside the tree: a bucket grid of part boxes (coarse step,
+:func:`kernels.rtree_packed.query_points`) and a finer classified cell grid
+(covered / boundary / near cells, :func:`kernels.cell_grid.classify_cells`)
+that :func:`kernels.locate.locate_points` uses for margins up to
+`grid_margin_m`.
 """
 
 from __future__ import annotations
@@ -14,13 +20,13 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from kernels.locate import build_cell_index
+from kernels.cell_grid import classify_cells
 from kernels.rtree_packed import PackedPolygons
 
 __all__ = ["NODE_SIZE", "PackedPolygons", "hilbert_index", "pack_polygons"]
 
 NODE_SIZE = 16
-# Queries with margins up to this use the bucket grid; exit margins for GPS
+# Queries with margins up to this use the cell grids; exit margins for GPS
 # hysteresis are 10-50 m, larger ones still work through the tree.
 GRID_MARGIN_M = 50.0
 # Slack added to grid boxes so a point on a cell border cannot fall into the
@@ -28,9 +34,12 @@ GRID_MARGIN_M = 50.0
 _GRID_SLACK_M = 1e-3
 # Classified cell grid (kernels.locate): cells per median part box side, and
 # the cap on the number of cells (per part, with a floor for small sets).
-CELLS_PER_PART_SIDE = 4.0
-MAX_CELLS_PER_PART = 64
-MIN_MAX_CELLS = 1 << 16
+CELLS_PER_PART_SIDE = 6.0
+MAX_CELLS_PER_PART = 16
+MIN_MAX_CELLS = 1 << 18
+# Cells are this many times wider than tall: a low row band crosses fewer
+# edges, so the crossing test of a boundary cell has fewer to do.
+CELL_ASPECT = 1.0
 
 
 def hilbert_index(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -98,7 +107,7 @@ def pack_polygons(
     node_size : int, default 16
         Maximum children per internal node.
     grid_margin_m : float, default 50.0
-        Largest query margin (metres) the bucket grid serves; larger margins
+        Largest query margin (metres) the cell grids serve; larger margins
         traverse the tree.
 
     Returns
@@ -162,10 +171,13 @@ def pack_polygons(
     vertex_x = np.ascontiguousarray(coords[:, 0], dtype=np.float64)
     vertex_y = np.ascontiguousarray(coords[:, 1], dtype=np.float64)
     cells = _cell_grid(bounds, float(grid_margin_m))
-    cells.update(build_cell_index(
-        vertex_x, vertex_y, ring_offsets, part_ring_offsets, bounds, cells["cell_origin_x"],
-        cells["cell_origin_y"], cells["cell_m"], cells["cell_nx"], cells["cell_ny"],
-        float(grid_margin_m), cells.pop("slack"),
+    cells.update(_cell_index(
+        classify_cells(
+            vertex_x, vertex_y, ring_offsets, part_ring_offsets, bounds, cells["cell_origin_x"],
+            cells["cell_origin_y"], cells["cell_w_m"], cells["cell_h_m"], cells["cell_nx"], cells["cell_ny"],
+            float(grid_margin_m), cells.pop("slack"),
+        ),
+        cells["cell_nx"] * cells["cell_ny"], float(grid_margin_m),
     ))
     return PackedPolygons(
         vertex_x=vertex_x,
@@ -287,14 +299,15 @@ def _build_grid(leaf_bounds: np.ndarray, margin_m: float) -> dict:
 def _cell_grid(leaf_bounds: np.ndarray, margin_m: float) -> dict:
     """Origin, cell side and shape of the classified cell grid.
 
-    The side is a quarter of the median part box side, enlarged when needed
-    so the grid has at most ``max(64 * n_parts, 65536)`` cells. The grid
+    The side is a sixth of the median part box side, enlarged when needed
+    so the grid has at most ``max(16 * n_parts, 2 ** 18)`` cells. The grid
     covers every part box grown by the margin; the slack (1 mm, more for
     huge coordinates) dwarfs rounding in the cell lookup.
     """
     n = leaf_bounds.shape[0]
     if n == 0:
-        return dict(cell_origin_x=0.0, cell_origin_y=0.0, cell_m=1.0, cell_nx=0, cell_ny=0, slack=_GRID_SLACK_M)
+        return dict(cell_origin_x=0.0, cell_origin_y=0.0, cell_w_m=1.0, cell_h_m=1.0, cell_nx=0, cell_ny=0,
+                    slack=_GRID_SLACK_M)
     slack = max(_GRID_SLACK_M, 1e-9 * float(np.abs(leaf_bounds).max()))
     grow = margin_m + 4.0 * slack
     x0 = float(leaf_bounds[:, 0].min()) - grow
@@ -304,8 +317,50 @@ def _cell_grid(leaf_bounds: np.ndarray, margin_m: float) -> dict:
     side = np.maximum(leaf_bounds[:, 2] - leaf_bounds[:, 0], leaf_bounds[:, 3] - leaf_bounds[:, 1])
     cell = max(float(np.median(side)) / CELLS_PER_PART_SIDE, 1e-3)
     max_cells = max(MAX_CELLS_PER_PART * n, MIN_MAX_CELLS)
-    if (width / cell + 1) * (height / cell + 1) > max_cells:
-        cell = float(np.sqrt(width * height / max_cells)) * 1.01
+    if (width / cell + 1) * (height / cell * CELL_ASPECT + 1) > max_cells:
+        cell = float(np.sqrt(width * height * CELL_ASPECT / max_cells)) * 1.01
+    cell_h = cell / CELL_ASPECT
     nx = int(width / cell) + 1
-    ny = int(height / cell) + 1
-    return dict(cell_origin_x=x0, cell_origin_y=y0, cell_m=cell, cell_nx=nx, cell_ny=ny, slack=slack)
+    ny = int(height / cell_h) + 1
+    return dict(cell_origin_x=x0, cell_origin_y=y0, cell_w_m=cell, cell_h_m=cell_h, cell_nx=nx, cell_ny=ny,
+                slack=slack)
+
+
+def _cell_index(classified: tuple, n_cells: int, margin_m: float) -> dict:
+    """Sort the entries of :func:`kernels.cell_grid.classify_cells` into the grid.
+
+    Returns the ``cell_*`` / ``entry_*`` fields of :class:`PackedPolygons`:
+    entries of cell ``c`` are ``cell_offsets[c]:cell_offsets[c + 1]``,
+    ascending key; entry ``e`` tests crossings on
+    ``cell_edges[entry_edges[e]:entry_near[e]]`` and distance on
+    ``cell_edges[entry_near[e]:entry_edges[e + 1]]``; ``cell_qkey`` holds the
+    smallest key of each cell in steps of ``cell_qkey_step`` (1/250 of the
+    margin), rounded down a step more against rounding, 255 when empty.
+    """
+    cell, part, key, par, npip, nnear, edges = classified
+    order = np.lexsort((key, cell))
+    count = (npip + nnear).astype(np.int64)
+    old_start = np.cumsum(count) - count
+    count, npip = count[order], npip[order]
+    idx_dtype = np.int32 if max(edges.shape[0], order.shape[0]) < 2**31 - 1 else np.int64
+    entry_edges = np.zeros(order.shape[0] + 1, dtype=np.int64)
+    np.cumsum(count, out=entry_edges[1:])
+    gather = np.repeat(old_start[order] - entry_edges[:-1], count) + np.arange(entry_edges[-1])
+    offsets = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell, minlength=n_cells), out=offsets[1:])
+    step = max(float(margin_m), 1e-6) / 250.0
+    qkey = np.full(n_cells, 255, dtype=np.uint8)
+    has = offsets[1:] > offsets[:-1]
+    first = key[order][offsets[:-1][has]]
+    qkey[has] = np.clip(np.floor(first / step) - 1.0, 0.0, 250.0).astype(np.uint8)
+    return dict(
+        cell_qkey=qkey,
+        cell_qkey_step=step,
+        cell_offsets=offsets.astype(idx_dtype),
+        entry_part=np.ascontiguousarray(part[order]),
+        entry_key=np.ascontiguousarray(key[order]),
+        entry_parity=np.ascontiguousarray(par[order]),
+        entry_edges=entry_edges.astype(idx_dtype),
+        entry_near=(entry_edges[:-1] + npip).astype(idx_dtype),
+        cell_edges=np.ascontiguousarray(edges[gather]),
+    )

@@ -3,7 +3,9 @@
 The tree is built in :mod:`geo.packing` (numpy only); this module owns the
 array layout and the traversal, so the kernels never see a Python object.
 
-A uniform bucket grid sits in front of the tree: for the usual small
+A uniform bucket grid sits in front of the tree for the coarse step alone
+(:func:`query_points`); :func:`kernels.locate.locate_points` uses its own
+classified cell grid (fields ``cell_*`` / ``entry_*``). For the usual small
 margins a point looks up one cell and tests the few part boxes listed there
 (about 2 box tests instead of about 40 for 1,000 hot spots with a 16-wide
 tree); a margin larger than the grid was built for falls back to the tree.
@@ -58,14 +60,14 @@ class PackedPolygons:
         Cell ``c`` lists parts ``grid_cell_items[offsets[c]:offsets[c + 1]]``.
     grid_cell_items : numpy.ndarray of int64, shape (n_items,)
         Part indices, ascending within each cell.
-    cell_origin_x, cell_origin_y, cell_m : float
-        South-west corner and cell side (metres) of the classified cell grid
+    cell_origin_x, cell_origin_y, cell_w_m, cell_h_m : float
+        South-west corner, cell width and height (metres) of the classified cell grid
         that :func:`kernels.locate.locate_points` uses for margins up to
-        `grid_margin_m` (built by :func:`kernels.locate.build_cell_index`).
+        `grid_margin_m` (entries from :func:`kernels.cell_grid.classify_cells`).
     cell_nx, cell_ny : int
         Its columns and rows; cell ``(ix, iy)`` is number ``iy * nx + ix``.
-    cell_offsets, entry_part, entry_key, entry_parity, entry_edges, entry_near, cell_edges : numpy.ndarray
-        Its (cell, part) entries, see :func:`kernels.locate.build_cell_index`.
+    cell_qkey, cell_qkey_step, cell_offsets, entry_part, entry_key, entry_parity, entry_edges, entry_near, cell_edges
+        Its (cell, part) entries, layout in ``geo.packing._cell_index``.
     """
 
     vertex_x: np.ndarray
@@ -91,9 +93,12 @@ class PackedPolygons:
     grid_cell_items: np.ndarray
     cell_origin_x: float
     cell_origin_y: float
-    cell_m: float
+    cell_w_m: float
+    cell_h_m: float
     cell_nx: int
     cell_ny: int
+    cell_qkey: np.ndarray
+    cell_qkey_step: float
     cell_offsets: np.ndarray
     entry_part: np.ndarray
     entry_key: np.ndarray

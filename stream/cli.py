@@ -33,7 +33,8 @@ def _rules(args: argparse.Namespace) -> RuleSettings:
     return RuleSettings(**{k: getattr(args, k) for k in list(RULE_FLAGS) + ["day_start", "timezone"]})
 
 
-def _print_compliance(compliance, out=sys.stdout) -> None:
+def _print_compliance(compliance, out=None) -> None:
+    out = out or sys.stdout  # looked up per call, so redirection and capture work
     rows = compliance.rows()
     header = ("policing_day", "group", "scheduled", "met", "compliance", "unscheduled_patrolled")
     widths = [max(len(h), *(len(_cell(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]

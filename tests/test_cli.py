@@ -50,7 +50,7 @@ def test_hotspots_build_schedule_simulate_replay(tmp_path, capsys):
     patrols = list(csv.DictReader(open(out / "patrols.csv")))
     assert patrols and all(float(p["duration_s"]) >= 600 for p in patrols)
     printed = capsys.readouterr().out
-    assert "fixes/s" in printed and "2024-03-04" in printed
+    assert "fixes/s" in printed and "2024-03-04" in printed, printed
 
 
 def test_bad_hotspot_file_fails_with_file_feature_and_problem(tmp_path, capsys):

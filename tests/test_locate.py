@@ -79,7 +79,7 @@ def assert_pairs_equal(got, want):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 40),
-       margin=st.sampled_from([0.0, 0.0, 5.0, 25.0, 80.0]))
+       margin=st.sampled_from([0.0, 0.0, 5.0, 25.0, 50.0, 80.0]))
 def test_locate_matches_rtree_shapely_reference(seed, n, margin):
     geoms = random_geometries(seed, n)
     packed = pack_polygons(geoms)
@@ -211,7 +211,138 @@ def test_kernels_also_pass_without_jit():
         pytest.skip("already running without JIT")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
-           "-k", "refine or boundary or margin_semantics or nan_and_empty or multipolygon or falls_back"]
+           "-k", "refine or boundary or margin_semantics or nan_and_empty or multipolygon or falls_back or cell_borders"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "passed" in proc.stdout
+
+
+# --- classified cell grid (kernels.cell_grid.classify_cells) -------------------
+
+def _entry_cells(packed):
+    """Per entry: its cell box (min_x, min_y, max_x, max_y) in metres."""
+    n_cells = packed.cell_nx * packed.cell_ny
+    cell = np.repeat(np.arange(n_cells), np.diff(packed.cell_offsets.astype(np.int64)))
+    ix, iy = cell % packed.cell_nx, cell // packed.cell_nx
+    x0 = packed.cell_origin_x + ix * packed.cell_w_m
+    y0 = packed.cell_origin_y + iy * packed.cell_h_m
+    return np.column_stack([x0, y0, x0 + packed.cell_w_m, y0 + packed.cell_h_m])
+
+
+def _entry_kinds(packed):
+    n_pip = (packed.entry_near - packed.entry_edges[:-1]).astype(np.int64)
+    covered = (packed.entry_key == 0) & ((packed.entry_parity & 1) == 1) & (n_pip == 0)
+    near = packed.entry_key > 0
+    return covered, ~covered & ~near, near
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 25))
+def test_cell_classification_is_sound(seed, n):
+    geoms = random_geometries(seed, n)
+    packed = pack_polygons(geoms)
+    # parts in packed (leaf) order, rebuilt from the flat arrays
+    rings = [np.column_stack([packed.vertex_x[a:b], packed.vertex_y[a:b]])
+             for a, b in zip(packed.ring_offsets[:-1], packed.ring_offsets[1:])]
+    parts = np.array([shapely.Polygon(rings[packed.part_ring_offsets[k]],
+                                      rings[packed.part_ring_offsets[k] + 1:packed.part_ring_offsets[k + 1]])
+                      for k in range(packed.n_parts)], dtype=object)
+    covered, boundary, near = _entry_kinds(packed)
+    assert boundary.any() and near.any() and (covered.any() or n < 5)
+    part = parts[packed.entry_part]
+    boxes = shapely.box(*_entry_cells(packed).T)
+    # covered: the whole cell lies in the part's interior
+    assert shapely.contains_properly(part[covered], boxes[covered]).all()
+    # near: the cell lies outside, at least `key` metres from the part
+    assert (shapely.distance(part[near], boxes[near]) >= packed.entry_key[near]).all()
+    assert not shapely.intersects(part[near], boxes[near]).any()
+    # boundary: a ring crosses the cell (grown by the slack)
+    grown = shapely.buffer(boxes[boundary], 2e-3, cap_style="square", join_style="mitre")
+    assert shapely.intersects(shapely.boundary(part[boundary]), grown).all()
+    # parts missing from a cell are farther than the build margin from it
+    hit = np.zeros((packed.cell_nx * packed.cell_ny, packed.n_parts), dtype=bool)
+    cell = np.repeat(np.arange(hit.shape[0]), np.diff(packed.cell_offsets.astype(np.int64)))
+    hit[cell, packed.entry_part] = True
+    ci, pi = np.nonzero(~hit)
+    sample = np.random.default_rng(seed).choice(ci.size, min(ci.size, 400), replace=False)
+    ix, iy = ci[sample] % packed.cell_nx, ci[sample] // packed.cell_nx
+    x0 = packed.cell_origin_x + ix * packed.cell_w_m
+    y0 = packed.cell_origin_y + iy * packed.cell_h_m
+    far = shapely.distance(parts[pi[sample]], shapely.box(x0, y0, x0 + packed.cell_w_m, y0 + packed.cell_h_m))
+    assert (far > packed.grid_margin_m).all()
+    # entries of a cell ascend by key; the per-cell byte never exceeds the first key
+    for c in range(0, hit.shape[0], 7):
+        a, b = packed.cell_offsets[c], packed.cell_offsets[c + 1]
+        assert (np.diff(packed.entry_key[a:b]) >= 0).all()
+        if b > a:
+            assert packed.cell_qkey[c] * packed.cell_qkey_step <= packed.entry_key[a]
+        else:
+            assert packed.cell_qkey[c] == 255
+
+
+def _points_in_cells(packed, mask, per_cell, seed):
+    rng = np.random.default_rng(seed)
+    boxes = np.repeat(_entry_cells(packed)[mask], per_cell, axis=0)
+    return rng.uniform(boxes[:, 0], boxes[:, 2]), rng.uniform(boxes[:, 1], boxes[:, 3])
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5, 10.0, 25.0, 50.0, 50.5])
+def test_points_in_each_kind_of_cell_match_reference(margin):
+    # A donut whose hole spans many cells, a MultiPolygon whose parts share
+    # cells, and a large square overlapping a small star that touches cells
+    # the square covers.
+    donut = shapely.Polygon([(0, 0), (900, 0), (900, 900), (0, 900)],
+                            [[(200, 200), (700, 200), (700, 650), (200, 650)]])
+    multi = shapely.MultiPolygon([shapely.box(1000, 0, 1100, 400), shapely.box(1130, 0, 1230, 400)])
+    square = shapely.box(1400, 0, 2000, 600)
+    star = shapely.Polygon(random_polygons_metric(1, 5, box_m=1.0, center_m=(1650.0, 300.0),
+                                                  diameter_m=(150, 150))[0])
+    geoms = np.array([donut, multi, square, star], dtype=object)
+    packed = pack_polygons(geoms)
+    covered, boundary, near = _entry_kinds(packed)
+    assert covered.sum() > 20 and boundary.sum() > 20 and near.sum() > 20
+    # the square covers cells the star also has entries in (overlap)
+    sq = int(np.flatnonzero(packed.part_hotspot == 2)[0])
+    st_ = int(np.flatnonzero(packed.part_hotspot == 3)[0])
+    cells = _entry_cells(packed)
+    sq_cov = {tuple(b) for b in cells[covered & (packed.entry_part == sq)]}
+    assert any(tuple(b) in sq_cov for b in cells[packed.entry_part == st_])
+    xs, ys = [], []
+    for j, mask in enumerate((covered, boundary, near)):
+        x, y = _points_in_cells(packed, mask, 5, j)
+        xs.append(x)
+        ys.append(y)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    want = locate_reference(x, y, geoms, margin)
+    assert_pairs_equal(locate_points(x, y, packed, margin), want)
+    assert_pairs_equal(locate_points(x, y, packed, margin, use_grid=False), want)
+    # Every point in a covered cell of the square is in the square, any margin.
+    x, y = _points_in_cells(packed, covered & (packed.entry_part == sq), 3, 9)
+    fix, hot, inside = locate_points(x, y, packed, margin)
+    assert set(fix[hot == 2].tolist()) == set(range(x.size)) and inside[hot == 2].all()
+
+
+def test_cell_edges_on_cell_borders_and_zero_build_margin():
+    # Vertices and edges exactly on cell borders; a grid built for margin 0
+    # serves margin 0 and hands larger margins to the tree.
+    packed = pack_polygons([shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)], grid_margin_m=0.0)
+    xs = np.concatenate([np.linspace(-5, 205, 211), np.full(50, 100.0), np.linspace(0, 200, 9)])
+    ys = np.concatenate([np.full(211, 50.0), np.linspace(-5, 105, 50), np.full(9, 100.0)])
+    xs = np.concatenate([xs, packed.cell_origin_x + packed.cell_w_m * np.arange(1, 40)])
+    ys = np.concatenate([ys, packed.cell_origin_y + packed.cell_h_m * np.arange(1, 40)])
+    geoms = [shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)]
+    for margin in (0.0, 3.0):
+        got = locate_points(xs, ys, packed, margin)
+        assert_pairs_equal(got, locate_points(xs, ys, packed, margin, use_grid=False))
+    # Off the shared edge and the outer boundary the reference agrees too.
+    off = (xs != 100.0) & (xs != 0.0) & (xs != 200.0) & (ys != 0.0) & (ys != 100.0)
+    assert_pairs_equal(locate_points(xs[off], ys[off], packed), locate_reference(xs[off], ys[off], geoms))
+
+
+def test_packed_size_is_reported_and_bounded():
+    geoms = np.array([shapely.Polygon(r) for r in random_polygons_metric(
+        2_000, 11, box_m=30_000, diameter_m=(150, 600))], dtype=object)
+    packed = pack_polygons(geoms)
+    polygons = packed.vertex_x.nbytes * 2
+    assert polygons < packed.nbytes < 20 * polygons
+    assert packed.cell_nx * packed.cell_ny <= max(16 * packed.n_parts, 2**18) * 1.05
