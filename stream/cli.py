@@ -116,6 +116,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_replay_demo(Path(args.out), officers=args.officers, seed=args.seed)
 
 
+def cmd_broker(args: argparse.Namespace) -> int:
+    from stream.broker import run_broker_forever
+
+    return run_broker_forever(args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotspot-dwell", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", required=True, help="CSV of fixes")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1")
+    p.add_argument("--port", type=int, help="port to listen on (default: a free one)")
+    p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("demo", help="simulate a policing day over the Nottingham hot spots and replay it")
     p.add_argument("--out", default="out/demo")
