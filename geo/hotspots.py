@@ -208,16 +208,19 @@ def load_hotspots(path, crs: str = "EPSG:27700", grid_margin_m: float = GRID_MAR
     Raises
     ------
     HotspotFileError
-        Unreadable JSON or any invalid feature (message names file, feature, problem).
-    FileNotFoundError
-        If `path` does not exist.
+        A missing or unreadable file, text that is not UTF-8 JSON, or any
+        invalid feature (the message names file, feature and problem).
     """
     source = os.fspath(path)
-    with open(source, encoding="utf-8") as fh:
-        try:
-            obj = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise HotspotFileError(f"{source}: not valid JSON: {exc}") from None
+    try:
+        with open(source, "rb") as fh:
+            obj = json.loads(fh.read().decode("utf-8-sig"))
+    except OSError as exc:
+        raise HotspotFileError(f"{source}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise HotspotFileError(f"{source}: not UTF-8 text (save the GeoJSON as UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise HotspotFileError(f"{source}: not valid JSON: {exc}") from None
     return _build(obj, source, crs, grid_margin_m)
 
 

@@ -14,26 +14,34 @@ Rules, per officer, arrivals in arrival order:
 * Otherwise the fix joins the pending buffer and
   ``max_seen = max(max_seen, ts)``; every pending fix with
   ``ts <= max_seen - reorder_window`` is then released in time order.
-* A released fix less than ``max_gap_s`` after the last accepted fix that
-  implies more than ``max_speed_mps`` is rejected; otherwise it is accepted.
-  ``released_ts`` moves on for every released fix, accepted or not.
+* A released fix that implies more than ``max_speed_mps`` since the last
+  accepted fix (the anchor) is rejected (``impossible_speed``), whatever the
+  time between them: a long silence only allows a longer distance. The first
+  fix of an officer has no anchor and is accepted.
+* Re-anchoring: when ``reanchor_after`` consecutive released fixes were all
+  rejected for speed and each lies within ``max_speed_mps`` of the previous
+  one, the last of them is accepted and becomes the anchor (the earlier ones
+  stay rejected). One wrong anchor (a bad first fix, a jump the speed check
+  let through) therefore costs ``reanchor_after - 1`` good fixes, not the
+  rest of the track; a rejected fix inconsistent with the previous rejected
+  one starts a new run of one.
+* ``released_ts`` moves on for every released fix, accepted or not.
 * ``flush=True`` releases every pending fix once the batch is processed.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from kernels import reasons
+from kernels._checks import check_count, check_fixes, check_positive, seconds_to_ms
 from kernels._config import JIT_OPTIONS
 
-# "No timestamp yet". Input times must stay well inside int64 (see _check_ts).
+# "No timestamp yet". Input times must stay well inside int64 (see check_ts).
 NO_TS_MS = np.iinfo(np.int64).min
-_TS_LIMIT_MS = 2**62
 _MAX_TS_MS = np.iinfo(np.int64).max
 
 # One code table for every stage (kernels/reasons.py), so the replay and the
@@ -41,14 +49,14 @@ _MAX_TS_MS = np.iinfo(np.int64).max
 REJECT_DUPLICATE = reasons.DUPLICATE
 REJECT_LATE = reasons.LATE
 REJECT_SPEED = reasons.IMPOSSIBLE_SPEED
-REJECT_REASONS = {
-    REJECT_DUPLICATE: "duplicate",
-    REJECT_LATE: "late",
-    REJECT_SPEED: "impossible_speed",
-}
+REJECT_REASONS = {REJECT_DUPLICATE: "duplicate", REJECT_LATE: "late",
+                  REJECT_SPEED: "impossible_speed"}
 
-_MAX_OFFICER = np.iinfo(np.int32).max - 1
-_OFFICER_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64)
+# OrderingState's per-officer fields (released_ts_ms ... rejected_y_m).
+_OFFICER_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64, np.int8, np.float64, np.float64)
+_OFFICER_FILL = (NO_TS_MS, NO_TS_MS, np.nan, np.nan, NO_TS_MS, 0, np.nan, np.nan)
+_N_PER = len(_OFFICER_DTYPES)  # per-officer fields come first in OrderingState
+_MAX_REANCHOR = np.iinfo(np.int8).max
 # officer, ts_ms, x_m, y_m, row: the pending buffer, a batch, released fixes.
 _FIX_DTYPES = (np.int32, np.int64, np.float64, np.float64, np.int64)
 _REJ_DTYPES = (np.int64, np.int8)
@@ -67,6 +75,12 @@ class OrderingState(NamedTuple):
         Metric coordinates of the last accepted fix, NaN when none.
     max_seen_ts_ms : int64 (n_officers,)
         Largest ts ever put in the buffer, ``NO_TS_MS`` when none.
+    speed_rejects : int8 (n_officers,)
+        Consecutive released fixes rejected for speed since the last accepted
+        one, as a consistent run (re-anchoring); < ``reanchor_after``.
+    rejected_x_m, rejected_y_m : float64 (n_officers,)
+        Coordinates of the last of them (its ts is ``released_ts_ms``); NaN
+        before the first reject. 57 bytes per officer in all.
 
     Pending reorder buffer, flat, sorted by (officer, ts):
 
@@ -82,6 +96,9 @@ class OrderingState(NamedTuple):
     accepted_x_m: np.ndarray
     accepted_y_m: np.ndarray
     max_seen_ts_ms: np.ndarray
+    speed_rejects: np.ndarray
+    rejected_x_m: np.ndarray
+    rejected_y_m: np.ndarray
     pending_officer: np.ndarray
     pending_ts_ms: np.ndarray
     pending_x_m: np.ndarray
@@ -116,8 +133,7 @@ def empty_ordering_state(n_officers: int = 0) -> OrderingState:
     n = int(n_officers)
     if n < 0:
         raise ValueError(f"n_officers must be >= 0, got {n}")
-    fill = (NO_TS_MS, NO_TS_MS, np.nan, np.nan, NO_TS_MS)
-    per_officer = (np.full(n, v, d) for v, d in zip(fill, _OFFICER_DTYPES))
+    per_officer = (np.full(n, v, d) for v, d in zip(_OFFICER_FILL, _OFFICER_DTYPES))
     return OrderingState(*per_officer, *_alloc(0, _FIX_DTYPES))
 
 
@@ -150,6 +166,13 @@ def _group_by_officer(officer, ts, x, y, row, n_officers, g_off, g_ts, g_x, g_y,
 
 
 @njit(**JIT_OPTIONS)
+def _too_fast(dx, dy, dt_ms, max_speed_mps):
+    """dist / (dt_ms / 1000) > max_speed, squared to stay exact; NaN: False."""
+    lim = max_speed_mps * dt_ms
+    return (dx * dx + dy * dy) * 1e6 > lim * lim
+
+
+@njit(**JIT_OPTIONS)
 def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row, n):
     # A plain loop: slice assignment would copy the source first (numba
     # guards against overlap), an allocation per officer.
@@ -166,6 +189,7 @@ def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row
 @njit(
     "UniTuple(int64, 3)("
     "int64[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int8[::1], float64[::1], float64[::1], "
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
     "int64, float64, int64, boolean, "
@@ -176,9 +200,10 @@ def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row
 )
 def _order_kernel(
     released_ts, accepted_ts, accepted_x, accepted_y, max_seen,
+    speed_rejects, rejected_x, rejected_y,
     p_off, p_ts, p_x, p_y, p_row,
     b_off, b_ts, b_x, b_y, b_row,
-    window_ms, max_speed_mps, max_gap_ms, flush,
+    window_ms, max_speed_mps, reanchor_after, flush,
     n_off, n_ts, n_x, n_y, n_row,
     r_off, r_ts, r_x, r_y, r_row,
     j_row, j_reason,
@@ -255,6 +280,9 @@ def _order_kernel(
         a_ts = accepted_ts[o]
         a_x = accepted_x[o]
         a_y = accepted_y[o]
+        n_bad = speed_rejects[o]
+        j_x = rejected_x[o]
+        j_y = rejected_y[o]
         # One pass per arrival, then one more (i == k) for the flush.
         for i in range(k0, k + 1):
             if i < k:
@@ -300,17 +328,21 @@ def _order_kernel(
                 t = w_ts[head]
                 x = w_x[head]
                 y = w_y[head]
-                ok = True
-                if a_ts != NO_TS_MS:
-                    dt = t - a_ts
-                    if dt > 0 and dt <= max_gap_ms:
-                        # dist / dt_s > v, squared so integer inputs compare
-                        # exactly; NaN compares False, so it is never rejected.
-                        dx = x - a_x
-                        dy = y - a_y
-                        lim = max_speed_mps * dt
-                        ok = not ((dx * dx + dy * dy) * 1e6 > lim * lim)
+                # dist / dt_s > v, squared so integer inputs compare exactly;
+                # NaN compares False, so it is never rejected. Released ts
+                # only grow, so dt > 0 here and below.
+                ok = a_ts == NO_TS_MS or not _too_fast(x - a_x, y - a_y, t - a_ts, max_speed_mps)
+                if not ok:
+                    # The run of speed rejects goes on when this fix is
+                    # plausible from the previous reject (at ts rts).
+                    if n_bad > 0 and _too_fast(x - j_x, y - j_y, t - rts, max_speed_mps):
+                        n_bad = 0
+                    n_bad += 1
+                    j_x = x
+                    j_y = y
+                    ok = n_bad >= reanchor_after
                 if ok:
+                    n_bad = 0
                     a_ts = t
                     a_x = x
                     a_y = y
@@ -338,50 +370,13 @@ def _order_kernel(
         accepted_ts[o] = a_ts
         accepted_x[o] = a_x
         accepted_y[o] = a_y
+        speed_rejects[o] = n_bad
+        rejected_x[o] = j_x
+        rejected_y[o] = j_y
     # Officers past the last arrival (none after a flush).
     n_new = _copy_run(p_off, p_ts, p_x, p_y, p_row, j, n_pend,
                       n_off, n_ts, n_x, n_y, n_row, n_new)  # fmt: skip
     return n_new, n_rel, n_rej
-
-
-def seconds_to_ms(value: float, name: str) -> int:
-    """A non-negative duration in seconds as whole milliseconds (inf allowed).
-
-    Every kernel compares integer milliseconds, so thresholds are exact.
-    """
-    v = float(value)
-    if math.isnan(v) or v < 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    if math.isinf(v) or v * 1000.0 >= _TS_LIMIT_MS:
-        return _TS_LIMIT_MS
-    return int(round(v * 1000.0))
-
-
-def _as_1d(a, dtype, name: str, n: int | None = None) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} has length {arr.shape[0]}, expected {n}")
-    if np.issubdtype(dtype, np.integer) and arr.size and not (
-        np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
-    ):
-        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _check_ts(ts: np.ndarray, name: str) -> None:
-    if ts.size and (ts.min() <= -_TS_LIMIT_MS or ts.max() >= _TS_LIMIT_MS):
-        raise ValueError(f"{name} must lie within +-2**62 ms (epoch milliseconds)")
-
-
-def _check_officer(officer: np.ndarray, name: str) -> np.ndarray:
-    if officer.size and (officer.min() < 0 or officer.max() > _MAX_OFFICER):
-        raise ValueError(
-            f"{name} must be dense codes in [0, {_MAX_OFFICER}], got "
-            f"[{officer.min()}, {officer.max()}]"
-        )
-    return np.ascontiguousarray(officer, dtype=np.int32)
 
 
 def _alloc(n: int, dtypes) -> tuple[np.ndarray, ...]:
@@ -391,15 +386,15 @@ def _alloc(n: int, dtypes) -> tuple[np.ndarray, ...]:
 def _per_officer(state: OrderingState, n_need: int, inplace: bool) -> list[np.ndarray]:
     """The per-officer arrays with room for ``n_need`` officers (copies unless
     ``inplace``; growth is geometric so streaming new officers stays cheap)."""
-    arrays = [np.ascontiguousarray(a, dtype=d) for a, d in zip(state[:5], _OFFICER_DTYPES)]
+    arrays = [np.ascontiguousarray(a, dtype=d) for a, d in zip(state[:_N_PER], _OFFICER_DTYPES)]
     n_have = arrays[0].shape[0]
     if n_need <= n_have:
         return arrays if inplace else [a.copy() for a in arrays]
     n_new = max(n_need, n_have + n_have // 2)
     grown = empty_ordering_state(n_new)
-    for new, old in zip(grown[:5], arrays):
+    for new, old in zip(grown[:_N_PER], arrays):
         new[:n_have] = old
-    return list(grown[:5])
+    return list(grown[:_N_PER])
 
 
 def order_fixes(
@@ -412,7 +407,8 @@ def order_fixes(
     *,
     reorder_window_s: float,
     max_speed_mps: float,
-    max_gap_s: float,
+    max_gap_s: float | None = None,
+    reanchor_after: int = 3,
     flush: bool = False,
     inplace: bool = False,
 ) -> tuple[OrderingState, ReleasedFixes, RejectedFixes]:
@@ -436,9 +432,12 @@ def order_fixes(
         every fix at once.
     max_speed_mps : float
         Fastest plausible speed, metres per second (inf disables the check).
-    max_gap_s : float
-        Beyond this many seconds since the last accepted fix there is no speed
-        check: a new track segment.
+    max_gap_s : float, optional
+        Checked (seconds >= 0) and otherwise unused: the speed check no longer
+        stops at a gap (a fix after a long silence could poison the anchor).
+    reanchor_after : int
+        Consecutive, mutually consistent speed rejects after which the last
+        one becomes the new anchor, 1..127 (see the module docstring).
     flush : bool
         Release every pending fix after the batch (end of a replay file,
         policing-day close).
@@ -455,24 +454,18 @@ def order_fixes(
     rejected : RejectedFixes
         Duplicates, late fixes and impossible speeds, with ``REJECT_*`` codes.
     """
-    officer = np.asarray(officer)
-    n = officer.shape[0] if officer.ndim == 1 else -1
-    officer = _check_officer(_as_1d(officer, np.int64, "officer"), "officer")
-    ts = _as_1d(ts_ms, np.int64, "ts_ms", n)
-    x = _as_1d(x_m, np.float64, "x_m", n)
-    y = _as_1d(y_m, np.float64, "y_m", n)
-    rows = _as_1d(row, np.int64, "row", n)
-    _check_ts(ts, "ts_ms")
+    officer, ts, x, y, rows = check_fixes(officer, ts_ms, x_m, y_m, row)
+    n = officer.shape[0]
     window_ms = seconds_to_ms(reorder_window_s, "reorder_window_s")
-    max_gap_ms = seconds_to_ms(max_gap_s, "max_gap_s")
-    speed = float(max_speed_mps)
-    if not speed > 0:
-        raise ValueError(f"max_speed_mps must be > 0, got {max_speed_mps!r}")
+    if max_gap_s is not None:
+        seconds_to_ms(max_gap_s, "max_gap_s")
+    reanchor = check_count(reanchor_after, "reanchor_after", 1, _MAX_REANCHOR)
+    speed = check_positive(max_speed_mps, "max_speed_mps")
     if not isinstance(state, OrderingState):
         raise ValueError("state must be an OrderingState (see empty_ordering_state)")
     n_pend = state.pending_officer.shape[0]
-    if any(a.shape != state[0].shape for a in state[1:5]) or any(
-        a.shape != (n_pend,) for a in state[5:]
+    if any(a.shape != state[0].shape for a in state[1:_N_PER]) or any(
+        a.shape != (n_pend,) for a in state[_N_PER:]
     ):
         raise ValueError("state arrays have inconsistent lengths")
 
@@ -490,9 +483,9 @@ def order_fixes(
     new_pend, rel, rej = _alloc(cap, _FIX_DTYPES), _alloc(cap, _FIX_DTYPES), _alloc(cap, _REJ_DTYPES)
     n_new, n_rel, n_rej = _order_kernel(
         *per_officer,
-        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state[5:], _FIX_DTYPES)),
+        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state[_N_PER:], _FIX_DTYPES)),
         *batch,
-        window_ms, speed, max_gap_ms, bool(flush),
+        window_ms, speed, reanchor, bool(flush),
         *new_pend, *rel, *rej,
     )  # fmt: skip
     # Views are fine while the slack is small; a mostly empty buffer is copied

@@ -17,6 +17,8 @@ BAD_ACCURACY = 8  # accuracy_m present but not a finite number >= 0
 DUPLICATE = 9  # same officer, same ts
 LATE = 10  # older than the officer's last processed fix
 IMPOSSIBLE_SPEED = 11  # faster than max_speed_mps since the last accepted fix
+OUTSIDE_CRS = 12  # valid WGS84 but outside what the metric CRS can project
+TRUNCATED_FILE = 13  # the file ends mid-stream (a cut-off .gz): the rest is unread
 
 REASON_NAMES = {
     MALFORMED: "malformed",
@@ -30,4 +32,6 @@ REASON_NAMES = {
     DUPLICATE: "duplicate",
     LATE: "late",
     IMPOSSIBLE_SPEED: "impossible_speed",
+    OUTSIDE_CRS: "outside_crs",
+    TRUNCATED_FILE: "truncated_file",
 }

@@ -286,3 +286,31 @@ def parse_times(buf: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.nd
     out_ok = np.empty(n, dtype=np.bool_)
     _parse_times_kernel(buf, offsets, out_ms, out_ok)
     return out_ms, out_ok
+
+
+@njit(**JIT_OPTIONS)
+def _hash_spans_kernel(buf, offsets, out):
+    for i in range(offsets.shape[0] - 1):
+        out[i] = fnv1a64(buf, offsets[i], offsets[i + 1])
+
+
+def hash_spans(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """FNV-1a 64 of each packed string (officer ids from JSON records).
+
+    Parameters
+    ----------
+    buf : ndarray of uint8, shape (n_bytes,)
+    offsets : ndarray of int64, shape (n + 1,)
+
+    Returns
+    -------
+    ndarray of uint64, shape (n,)
+        The same hash the CSV scanner computes for the same id bytes.
+    """
+    buf = np.ascontiguousarray(buf, dtype=np.uint8)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1 or offsets.shape[0] < 1 or offsets[-1] > buf.shape[0]:
+        raise ValueError("offsets must be n + 1 positions inside buf")
+    out = np.empty(offsets.shape[0] - 1, np.uint64)
+    _hash_spans_kernel(buf, offsets, out)
+    return out

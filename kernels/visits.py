@@ -5,6 +5,10 @@ A visit opens on the first fix inside a hot spot's polygon and lasts until
 * a fix outside the polygon grown by ``exit_margin_m`` (no pair for that hot
   spot) starts an excursion that lasts ``exit_grace_s`` or more
   (``ts - out_since >= exit_grace``; with 0 the first such fix ends it),
+* or a fix back within the buffer ends an excursion that lasted that long
+  (``ts - out_since >= exit_grace``): sparse fixes must not hide the time
+  away. If that fix is inside the polygon it opens the next visit; a shorter
+  excursion is forgiven and the visit goes on,
 * or the officer is silent for more than ``max_gap_s`` (silence is not
   presence),
 
@@ -22,8 +26,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from kernels._checks import as_1d, check_codes, check_ts, seconds_to_ms
 from kernels._config import JIT_OPTIONS
-from kernels.ordering import NO_TS_MS, _as_1d, _check_officer, _check_ts, seconds_to_ms
+from kernels.ordering import NO_TS_MS
 
 
 class VisitState(NamedTuple):
@@ -178,6 +183,8 @@ def _advance_kernel(
                     closed = False
                     if t - a_seen[a] > max_gap_ms:
                         closed = True  # silence is not presence
+                    elif has_pair and a_out[a] != NO_TS_MS and t - a_out[a] >= grace_ms:
+                        closed = True  # back, but away for the grace or more
                     elif has_pair:
                         b_out[nb] = NO_TS_MS
                         if pair_inside[p]:
@@ -201,7 +208,8 @@ def _advance_kernel(
                         c_end[nc] = a_in[a]
                         c_n[nc] = a_n[a]
                         nc += 1
-                        # After a gap, a fix inside opens the next visit.
+                        # After a gap or an excursion, a fix inside opens the
+                        # next visit.
                         if has_pair and pair_inside[p]:
                             b_hot[nb] = a_hot[a]
                             b_start[nb] = t
@@ -306,7 +314,7 @@ def advance_visits(
         fix.
     exit_grace_s : float
         Seconds an excursion outside the buffer may last without ending the
-        visit.
+        visit, from its first fix outside to the next fix outside or back.
 
     Returns
     -------
@@ -317,14 +325,14 @@ def advance_visits(
     _check_state(state)
     fix_officer = np.asarray(fix_officer)
     n = fix_officer.shape[0] if fix_officer.ndim == 1 else -1
-    off = _check_officer(_as_1d(fix_officer, np.int64, "fix_officer"), "fix_officer")
-    ts = _as_1d(fix_ts_ms, np.int64, "fix_ts_ms", n)
-    _check_ts(ts, "fix_ts_ms")
+    off = check_codes(as_1d(fix_officer, np.int64, "fix_officer"), "fix_officer")
+    ts = as_1d(fix_ts_ms, np.int64, "fix_ts_ms", n)
+    check_ts(ts, "fix_ts_ms")
     pair_fix = np.asarray(pair_fix)
     m = pair_fix.shape[0] if pair_fix.ndim == 1 else -1
-    p_fix = _as_1d(pair_fix, np.int64, "pair_fix")
-    p_hot = _check_officer(_as_1d(pair_hotspot, np.int64, "pair_hotspot", m), "pair_hotspot")
-    p_in = _as_1d(pair_inside, np.bool_, "pair_inside", m)
+    p_fix = as_1d(pair_fix, np.int64, "pair_fix")
+    p_hot = check_codes(as_1d(pair_hotspot, np.int64, "pair_hotspot", m), "pair_hotspot")
+    p_in = as_1d(pair_inside, np.bool_, "pair_inside", m)
     max_gap_ms = seconds_to_ms(max_gap_s, "max_gap_s")
     grace_ms = seconds_to_ms(exit_grace_s, "exit_grace_s")
 

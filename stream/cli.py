@@ -52,8 +52,14 @@ def _cell(v) -> str:
 def cmd_replay(args: argparse.Namespace) -> int:
     from stream.replay import replay, write_outputs
 
+    from stream.readers import ReadOptions
+
+    try:
+        bounds = ReadOptions(time_min_ms=_utc_ms(args.time_min), time_max_ms=_utc_ms(args.time_max))
+    except ValueError as exc:
+        raise SystemExit(f"hotspot-dwell: error: {exc}") from None
     result = replay(args.fixes, _load_hotspots(args.hotspots, args.crs), args.schedule, _rules(args),
-                    progress=not args.quiet)
+                    read_options=bounds, progress=not args.quiet)
     written = write_outputs(result, args.out, charts=not args.no_charts)
     s = result.stats
     print(f"{s.fixes_read:,} fixes read, {s.fixes_rejected:,} rejected, {len(result.visits):,} visits, "
@@ -64,6 +70,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for p in written:
         print(f"wrote {p}")
     return 0
+
+
+def _utc_ms(text: str) -> int:
+    """``YYYY-MM-DD`` (UTC midnight) or RFC 3339 to epoch ms."""
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return int(value.timestamp() * 1000)
 
 
 def _load_hotspots(path, crs):
@@ -81,7 +95,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         raise SystemExit(f"--window must look like 14:00-00:00, got {args.window!r}")
     sched = draw_schedule(hs.ids, first_day=dt.date.fromisoformat(args.start), days=args.days, share=args.share,
                           seed=args.seed, groups=hs.groups if args.per_group else None, window_start=start,
-                          window_end=end, target_minutes=args.target_minutes)
+                          window_end=end,
+                          target_minutes=args.target_minutes if args.target_minutes else hs.target_minutes)
     sched.write_csv(args.out)
     print(f"wrote {len(sched)} scheduled hot spot-days over {args.days} days to {args.out}")
     return 0
@@ -132,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", help="schedule CSV")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--crs", default="EPSG:27700", help="metric CRS (default %(default)s)")
+    p.add_argument("--time-min", default="2000-01-01",
+                   help="fixes before this (date or RFC 3339) are time_out_of_range (default %(default)s)")
+    p.add_argument("--time-max", default="2100-01-01",
+                   help="fixes at or after this are time_out_of_range (default %(default)s)")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_rule_flags(p)
@@ -144,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", type=float, default=0.5, help="share of hot spots scheduled per day")
     p.add_argument("--per-group", action="store_true", help="draw the share within each district")
     p.add_argument("--window", default="14:00-00:00", help="patrol window, local HH:MM-HH:MM")
-    p.add_argument("--target-minutes", type=float, default=15.0)
+    p.add_argument("--target-minutes", type=float,
+                   help="minutes of presence needed in the window (default: each hot spot's own target_minutes)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_schedule)
@@ -192,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     except (HotspotFileError, ScheduleFileError, FixFileError) as exc:
         print(f"hotspot-dwell: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from geo.hotspots import HotspotSet
-from kernels import ordering
+from kernels import ordering, reasons
 from kernels import visits as visit_kernels
 from stream.fixes import FixColumns, Rejects
 
@@ -96,7 +96,16 @@ class DwellEngine:
     def step(self, fixes: FixColumns) -> StepResult:
         """Advance the state with one batch of fixes in arrival order."""
         x, y = self.hotspots.project(fixes.lon, fixes.lat)
-        return self._advance(fixes.officer, fixes.ts_ms, x, y, fixes.row, flush=False)
+        projected = np.isfinite(x) & np.isfinite(y)
+        if projected.all():
+            return self._advance(fixes.officer, fixes.ts_ms, x, y, fixes.row, flush=False)
+        # Valid WGS84 that the metric CRS cannot represent: rejected, not
+        # silently treated as "outside every hot spot".
+        out = self._advance(fixes.officer[projected], fixes.ts_ms[projected], x[projected], y[projected],
+                            fixes.row[projected], flush=False)
+        bad = fixes.row[~projected]
+        return StepResult(out.visits, Rejects.concat([
+            out.rejects, Rejects(bad, np.full(bad.shape[0], reasons.OUTSIDE_CRS, np.int8))]))
 
     def finish(self) -> StepResult:
         """End of input: release the reorder buffer and close every open visit."""
@@ -106,6 +115,24 @@ class DwellEngine:
         last = visit_kernels.close_all(self._visits)
         self._visits = visit_kernels.empty_visit_state()
         return StepResult(Visits.concat([result.visits, Visits(*last)]), result.rejects)
+
+    def close_stale(self, watermark_ms: int) -> Visits:
+        """Close visits whose officer has been silent for over max_gap_s before ``watermark_ms``."""
+        self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s)
+        return Visits(*closed)
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        """Every state array, by name, for a checkpoint."""
+        out = {"ordering_" + k: v for k, v in self._ordering._asdict().items()}
+        out.update({"visits_" + k: v for k, v in self._visits._asdict().items()})
+        return out
+
+    def import_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Replace the state with arrays from :meth:`export_state`."""
+        self._ordering = ordering.OrderingState(*(np.array(arrays["ordering_" + f])
+                                                  for f in ordering.OrderingState._fields))
+        self._visits = visit_kernels.VisitState(*(np.array(arrays["visits_" + f])
+                                                  for f in visit_kernels.VisitState._fields))
 
     def open_visits(self) -> Visits:
         """Visits still open, as of the last released fix (the live view)."""

@@ -118,23 +118,51 @@ class OfficerRegistry:
     def codes_of(self, officer_ids: list[str]) -> np.ndarray:
         return np.fromiter((self.code_of(o) for o in officer_ids), dtype=np.int64, count=len(officer_ids))
 
-    def codes_of_hashes(self, hashes: np.ndarray, buf: np.ndarray, start: np.ndarray,
-                        end: np.ndarray) -> np.ndarray:
-        """Codes for hashed ids; ``buf[start[i]:end[i]]`` are the id bytes of row i."""
+    def export_state(self) -> dict[str, np.ndarray]:
+        return {"officer_ids": np.array(self._ids, dtype=str), "officer_hashes": self._hashes,
+                "officer_hash_codes": self._hash_codes}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> "OfficerRegistry":
+        reg = cls()
+        for officer in arrays["officer_ids"].tolist():
+            reg.code_of(officer)
+        reg._hashes = np.array(arrays["officer_hashes"], dtype=np.uint64)
+        reg._hash_codes = np.array(arrays["officer_hash_codes"], dtype=np.int64)
+        return reg
+
+    def codes_of_hashes(self, hashes: np.ndarray, buf: np.ndarray, start: np.ndarray, end: np.ndarray,
+                        quoted: np.ndarray | None = None) -> np.ndarray:
+        """Codes for hashed ids; ``buf[start[i]:end[i]]`` are the id bytes of row i.
+
+        ``quoted`` marks CSV ids that were quoted (``""`` stands for ``"``).
+        Rows whose id is not valid UTF-8 get code -1: the caller rejects them.
+        """
         uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         pos = np.searchsorted(self._hashes, uniq)
-        known = (pos < self._hashes.shape[0]) & (self._hashes[np.minimum(pos, self._hashes.shape[0] - 1)] == uniq) \
-            if self._hashes.shape[0] else np.zeros(uniq.shape[0], bool)
+        known = np.zeros(uniq.shape[0], bool)
+        if self._hashes.shape[0]:
+            known = self._hashes[np.minimum(pos, self._hashes.shape[0] - 1)] == uniq
         codes = np.empty(uniq.shape[0], np.int64)
         codes[known] = self._hash_codes[pos[known]]
         new = np.flatnonzero(~known)
         if new.size:
             raw = buf.tobytes()
+            added = []
             for j in new:
                 r = first[j]
-                codes[j] = self.code_of(raw[start[r]:end[r]].decode("utf-8", "replace"))
-            hashes_all = np.concatenate([self._hashes, uniq[new]])
-            codes_all = np.concatenate([self._hash_codes, codes[new]])
+                try:
+                    officer = raw[start[r]:end[r]].decode("utf-8")
+                except UnicodeDecodeError:
+                    codes[j] = -1
+                    continue
+                if quoted is not None and quoted[r]:
+                    officer = officer.replace('""', '"')
+                codes[j] = self.code_of(officer)
+                added.append(j)
+            added = np.asarray(added, dtype=np.int64)
+            hashes_all = np.concatenate([self._hashes, uniq[added]])
+            codes_all = np.concatenate([self._hash_codes, codes[added]])
             order = np.argsort(hashes_all, kind="stable")
             self._hashes, self._hash_codes = hashes_all[order], codes_all[order]
         return codes[inverse.reshape(-1)]

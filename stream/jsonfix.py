@@ -18,7 +18,7 @@ from kernels.textparse import parse_times
 class FixRecord(msgspec.Struct):
     """The wire shape of a location fix (design: Inputs)."""
 
-    officer_id: str
+    officer_id: str | int  # Airwave ISSIs are numbers
     ts: str | int
     lat: float
     lon: float
@@ -26,6 +26,10 @@ class FixRecord(msgspec.Struct):
     device_id: str | None = None
     source: str | None = None
 
+
+_BOM = b"\xef\xbb\xbf"
+# Officer ids are trimmed of spaces and tabs only, as the CSV scanner does.
+ID_TRIM = " \t"
 
 # strict=False accepts numbers sent as strings ("52.95"), which exports do.
 _DECODER = msgspec.json.Decoder(FixRecord, strict=False)
@@ -71,18 +75,22 @@ def decode_records(values: Sequence[bytes]) -> DecodedRecords:
     out = DecodedRecords(n)
     ts_text: list[bytes] = [b""] * n
     for i, raw in enumerate(values):
+        if raw[:3] == _BOM:
+            raw = raw[3:]
         try:
             rec = _DECODER.decode(raw)
         except msgspec.ValidationError as exc:
             out.status[i] = _reason_of(exc)
             continue
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
+            # Invalid UTF-8 inside a string surfaces as UnicodeDecodeError.
             out.status[i] = reasons.MALFORMED
             continue
-        if not rec.officer_id.strip():
+        officer = str(rec.officer_id).strip(ID_TRIM)
+        if not officer:
             out.status[i] = reasons.MISSING_FIELD
             continue
-        out.officer_ids[i] = rec.officer_id.strip()
+        out.officer_ids[i] = officer
         ts = rec.ts
         if isinstance(ts, int):
             out.ts_ms[i] = ts if -(2**62) < ts < 2**62 else 0

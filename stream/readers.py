@@ -7,9 +7,11 @@ the file size, and no Python object is made per CSV row.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +55,34 @@ def is_json_lines(path: Path) -> bool:
     return _base_suffix(path) in (".jsonl", ".ndjson", ".json")
 
 
-def _chunks(fh: io.BufferedIOBase, chunk_bytes: int) -> Iterator[bytes]:
-    """Blocks of whole lines (the last may lack a final newline)."""
+class _TruncatedInput(Exception):
+    """The compressed stream ended early or is corrupt after some good data."""
+
+
+def _read(fh: io.BufferedIOBase, n: int, path) -> bytes:
+    try:
+        return fh.read(n)
+    except gzip.BadGzipFile:
+        raise FixFileError(f"{path}: not a gzip file (named .gz)") from None
+    except (EOFError, zlib.error, OSError) as exc:
+        raise _TruncatedInput(str(exc)) from None
+
+
+def _chunks(fh: io.BufferedIOBase, chunk_bytes: int, path=None) -> Iterator[bytes]:
+    """Blocks of whole lines (the last may lack a final newline).
+
+    A cut-off compressed file yields its whole lines, then raises
+    :class:`_TruncatedInput` (the partial last line is not used).
+    """
     rest = b""
     while True:
-        block = fh.read(chunk_bytes)
+        try:
+            block = _read(fh, chunk_bytes, path)
+        except _TruncatedInput:
+            cut = rest.rfind(b"\n")
+            if cut >= 0:
+                yield rest[:cut + 1]
+            raise
         if not block:
             if rest:
                 yield rest
@@ -84,13 +109,17 @@ def _finish(row: np.ndarray, officer: np.ndarray, ts_ms: np.ndarray, lat: np.nda
 
 
 def _parse_header(line: bytes, path: Path) -> tuple[bytes, list[str]]:
-    text = line.decode("utf-8-sig").rstrip("\r\n")
+    try:
+        text = line.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise FixFileError(f"{path}: line 1: header is not UTF-8 text (save the export as UTF-8 CSV)") from None
     delimiter = "\t" if text.count("\t") > text.count(",") else ","
-    names = [h.strip().strip('"').strip().lower() for h in text.split(delimiter)]
+    names = [h.strip().lower() for h in next(csv.reader([text], delimiter=delimiter))]
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
+        found = ", ".join(n[:40] for n in names[:12]) + (", ..." if len(names) > 12 else "")
         raise FixFileError(f"{path}: line 1: header lacks required column(s) {', '.join(missing)} "
-                           f"(found: {', '.join(names) or 'nothing'})")
+                           f"(found: {found or 'nothing'})")
     return delimiter.encode(), names
 
 
@@ -98,7 +127,12 @@ def read_csv(path: Path, registry: OfficerRegistry, opts: ReadOptions = ReadOpti
              progress: ProgressCallback | None = None) -> Iterator[tuple[FixColumns, Rejects]]:
     """Yield fix columns and rejects for each chunk of a CSV file."""
     with _open_binary(path) as fh:
-        header = fh.readline()
+        try:
+            header = fh.readline(1 << 16)
+        except gzip.BadGzipFile:
+            raise FixFileError(f"{path}: not a gzip file (named .gz)") from None
+        except (EOFError, zlib.error) as exc:
+            raise FixFileError(f"{path}: compressed data is corrupt: {exc}") from None
         if not header.strip():
             raise FixFileError(f"{path}: line 1: empty file or empty header")
         delimiter, names = _parse_header(header, path)
@@ -107,7 +141,15 @@ def read_csv(path: Path, registry: OfficerRegistry, opts: ReadOptions = ReadOpti
         cols = {c: names.index(c) for c in REQUIRED_COLUMNS}
         col_acc = names.index("accuracy_m") if "accuracy_m" in names else -1
         next_line = 2
-        for block in _chunks(fh, opts.chunk_bytes):
+        blocks = _chunks(fh, opts.chunk_bytes, path)
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                return
+            except _TruncatedInput:
+                yield FixColumns.empty(), _truncated_at(next_line)
+                return
             buf = np.frombuffer(block, dtype=np.uint8)
             scanned = scan_csv_chunk(buf, first_line=next_line, delimiter=delimiter, n_header=len(names),
                                      col_officer=cols["officer_id"], col_ts=cols["ts"], col_lat=cols["lat"],
@@ -116,9 +158,14 @@ def read_csv(path: Path, registry: OfficerRegistry, opts: ReadOptions = ReadOpti
             parsed = scanned.status == 0
             officer = np.full(scanned.line.shape[0], -1, np.int64)
             officer[parsed] = registry.codes_of_hashes(scanned.officer_hash[parsed], buf,
-                                                       scanned.officer_start[parsed], scanned.officer_end[parsed])
+                                                       scanned.officer_start[parsed], scanned.officer_end[parsed],
+                                                       scanned.officer_quoted[parsed])
+            status = scanned.status
+            if np.any(officer[parsed] < 0):  # an id that is not UTF-8
+                status = status.copy()
+                status[parsed & (officer < 0)] = reasons.MALFORMED
             yield _finish(scanned.line, officer, scanned.ts_ms, scanned.lat, scanned.lon, scanned.accuracy_m,
-                          scanned.status, opts)
+                          status, opts)
             if progress:
                 progress(len(block))
 
@@ -128,7 +175,15 @@ def read_json_lines(path: Path, registry: OfficerRegistry, opts: ReadOptions = R
     """Yield fix columns and rejects for each chunk of a JSON Lines file."""
     next_line = 1
     with _open_binary(path) as fh:
-        for block in _chunks(fh, opts.chunk_bytes):
+        blocks = _chunks(fh, opts.chunk_bytes, path)
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                return
+            except _TruncatedInput:
+                yield FixColumns.empty(), _truncated_at(next_line)
+                return
             lines = block.split(b"\n")
             if block.endswith(b"\n"):
                 lines.pop()
@@ -144,6 +199,10 @@ def read_json_lines(path: Path, registry: OfficerRegistry, opts: ReadOptions = R
             yield _finish(rows, officer, dec.ts_ms, dec.lat, dec.lon, dec.accuracy_m, dec.status, opts)
             if progress:
                 progress(len(block))
+
+
+def _truncated_at(line: int) -> Rejects:
+    return Rejects(np.array([line], np.int64), np.array([reasons.TRUNCATED_FILE], np.int8))
 
 
 def read_fixes(path: str | os.PathLike, registry: OfficerRegistry, opts: ReadOptions = ReadOptions(),

@@ -26,7 +26,7 @@ from stream.policing_day import PolicingCalendar
 from stream.prefetch import prefetch
 from stream.readers import DEFAULT_CHUNK_BYTES, ReadOptions, read_fixes
 from stream.schedule import Schedule, load_schedule
-from stream.tables import Table, compliance_table, hotspot_days_table, patrols_table, visits_table
+from stream.tables import Table, compliance_table, hotspot_days_table, patrols_table, sorted_by_ids, visits_table
 
 # Rows are numbered per file; the file's position goes in the high bits so a
 # reject can be traced to its file and line.
@@ -55,7 +55,7 @@ class ReplayResult:
     compliance: Table
     rejected: Table
     stats: ReplayStats
-    raw_visits: Visits = field(repr=False)
+    raw_visits: Visits = field(repr=False)  # row i is visits row i, hot spots and officers as codes
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -117,7 +117,8 @@ def replay(fixes: Sequence[str | os.PathLike] | str | os.PathLike, hotspots: Hot
     last = engine.finish()
     visits.append(last.visits)
     rejects.append(last.rejects)
-    all_visits = Visits.concat(visits).sorted()
+    # In the visits table's order, so raw_visits row i is visits row i.
+    all_visits = sorted_by_ids(Visits.concat(visits), registry, hs)
     all_rejects = Rejects.concat(rejects)
     hd = hotspot_days_table(all_visits, hs, sched, calendar, rules.min_patrol_s)
     seconds = time.perf_counter() - started

@@ -66,7 +66,7 @@ def _fmt_minutes(v: float) -> str:
 
 def draw_schedule(hotspot_ids: Sequence[str], *, first_day: dt.date, days: int, share: float = 0.5,
                   seed: int = 0, groups: Sequence[str] | None = None, window_start: str = "14:00",
-                  window_end: str = "00:00", target_minutes: float = 15.0) -> Schedule:
+                  window_end: str = "00:00", target_minutes: float | Sequence[float] = 15.0) -> Schedule:
     """Draw a randomised schedule: about ``share`` of hot spots on each day.
 
     Parameters
@@ -88,16 +88,22 @@ def draw_schedule(hotspot_ids: Sequence[str], *, first_day: dt.date, days: int, 
     window_start, window_end : str
         Local patrol window, ``HH:MM`` (``24:00`` or an end before the start
         runs past midnight).
-    target_minutes : float
-        Presence needed in the window for the hot spot-day to be met.
+    target_minutes : float or sequence of float
+        Presence needed in the window for the hot spot-day to be met: one
+        value for all, or one per hot spot (e.g. the GeoJSON's own targets).
     """
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share must be in (0, 1], got {share}")
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
-    if target_minutes <= 0 or not math.isfinite(target_minutes):
-        raise ValueError(f"target_minutes must be a positive number, got {target_minutes}")
     ids = list(hotspot_ids)
+    targets = ([float(target_minutes)] * len(ids) if np.isscalar(target_minutes)
+               else [float(t) for t in target_minutes])
+    if len(targets) != len(ids):
+        raise ValueError(f"{len(targets)} targets for {len(ids)} hot spots")
+    bad = [t for t in targets if not (t > 0 and math.isfinite(t))]
+    if bad:
+        raise ValueError(f"target_minutes must be positive numbers, got {bad[0]}")
     if len(set(ids)) != len(ids):
         raise ValueError("hot spot ids must be unique")
     w0, w1 = parse_clock(window_start, "window_start"), parse_clock(window_end, "window_end")
@@ -114,7 +120,7 @@ def draw_schedule(hotspot_ids: Sequence[str], *, first_day: dt.date, days: int, 
             k = max(1, int(round(share * len(members))))
             chosen.extend(np.asarray(members)[rng.choice(len(members), size=k, replace=False)].tolist())
         for i in sorted(chosen):
-            entries.append(ScheduleEntry(day, ids[i], w0, w1, float(target_minutes)))
+            entries.append(ScheduleEntry(day, ids[i], w0, w1, targets[i]))
     return Schedule(tuple(entries))
 
 
@@ -134,6 +140,13 @@ def load_schedule(path: str | Path, known_hotspot_ids: Sequence[str] | None = No
         fh = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise ScheduleFileError(f"{path}: cannot open: {exc.strerror}") from None
+    try:
+        return _read_schedule(path, fh, known)
+    except UnicodeDecodeError:
+        raise ScheduleFileError(f"{path}: not UTF-8 text (save the CSV as UTF-8)") from None
+
+
+def _read_schedule(path: Path, fh, known: set[str] | None) -> Schedule:
     entries: list[ScheduleEntry] = []
     seen: dict[tuple[dt.date, str], int] = {}
     with fh:

@@ -72,8 +72,16 @@ def patrol_event_id(officer_id: str, hotspot_id: str, start_ms: int) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, f"patrol.completed|{officer_id}|{hotspot_id}|{start_ms}"))
 
 
+def sorted_by_ids(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet) -> Visits:
+    """Visits by (start, officer id, hot spot id): the same order however the input was cut."""
+    officer = registry.ids_of(visits.officer).astype(str)
+    hotspot = np.asarray(hotspots.ids, dtype=str)[visits.hotspot] if len(visits.hotspot) else np.empty(0, str)
+    order = np.lexsort((hotspot, officer, visits.start_ms))
+    return Visits(*(a[order] for a in visits))
+
+
 def visits_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet) -> Table:
-    v = visits.sorted()
+    v = sorted_by_ids(visits, registry, hotspots)
     ids = np.asarray(hotspots.ids, dtype=object)
     return Table({
         "officer_id": registry.ids_of(v.officer),
@@ -86,7 +94,7 @@ def visits_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet
 
 
 def patrols_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet, min_patrol_s: float) -> Table:
-    v = visits.sorted()
+    v = sorted_by_ids(visits, registry, hotspots)
     keep = (v.end_ms - v.start_ms) >= min_patrol_s * 1000.0
     v = Visits(*(a[keep] for a in v))
     officers = registry.ids_of(v.officer)
@@ -103,7 +111,7 @@ def patrols_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSe
     })
 
 
-def _day_range(visits: Visits, schedule: Schedule | None, calendar: PolicingCalendar) -> list[dt.date]:
+def _day_span(visits: Visits, schedule: Schedule | None, calendar: PolicingCalendar) -> list[dt.date]:
     days: set[dt.date] = set(schedule.days()) if schedule else set()
     if len(visits.start_ms):
         days.add(calendar.day_of_ms(int(visits.start_ms.min())))
@@ -114,25 +122,35 @@ def _day_range(visits: Visits, schedule: Schedule | None, calendar: PolicingCale
     return [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
 
 
+def _sum_by_key(keys: np.ndarray, weights: np.ndarray | None, query: np.ndarray) -> np.ndarray:
+    """Sum of ``weights`` (or a count) per key, looked up for each ``query`` key."""
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    totals = np.bincount(inverse, weights=weights, minlength=uniq.size)
+    pos = np.searchsorted(uniq, query)
+    found = (pos < uniq.size) & (uniq[np.minimum(pos, max(uniq.size - 1, 0))] == query) if uniq.size else \
+        np.zeros(query.shape, bool)
+    out = np.zeros(query.shape, dtype=totals.dtype if totals.size else np.float64)
+    out[found] = totals[pos[found]]
+    return out
+
+
 def hotspot_days_table(visits: Visits, hotspots: HotspotSet, schedule: Schedule | None,
                        calendar: PolicingCalendar, min_patrol_s: float) -> Table:
-    """The evaluation table: one row per hot spot per policing day in range.
+    """The evaluation table: one row per hot spot per policing day.
 
+    The days are the scheduled days and the days with any visit (a stray
+    fix with a wrong clock adds its own day, not every day in between).
     ``presence_s`` is the union of all officers' visits in the policing day
-    (patrol-minutes x 60), ``officer_s`` their sum, ``window_presence_s`` the
-    union inside the scheduled patrol window, and ``met`` whether that reached
-    the target.
+    (patrol-minutes x 60), ``officer_s`` their sum, ``visits`` the visits
+    overlapping the day, ``patrols`` the patrols that started in it,
+    ``window_presence_s`` the union inside the scheduled patrol window, and
+    ``met`` whether that reached the target.
     """
-    days = _day_range(visits, schedule, calendar)
-    n_h, n_d = len(hotspots), len(days)
+    span = _day_span(visits, schedule, calendar)
+    n_h, n_d = len(hotspots), len(span)
     if n_d == 0:
         return Table({name: np.empty(0) for name in HOTSPOT_DAY_COLUMNS})
-    _, bounds = calendar.day_bounds_ms(days[0], days[-1])
-    hs_idx = np.repeat(np.arange(n_h, dtype=np.int64), n_d)
-    day_idx = np.tile(np.arange(n_d, dtype=np.int64), n_h)
-
-    merged = merge_intervals(visits.hotspot, visits.start_ms, visits.end_ms)
-    presence_ms = union_length_within(merged, hs_idx, bounds[day_idx], bounds[day_idx + 1])
+    _, bounds = calendar.day_bounds_ms(span[0], span[-1])
 
     # Split every visit into its pieces per policing day.
     d0 = np.clip(np.searchsorted(bounds, visits.start_ms, side="right") - 1, 0, n_d - 1)
@@ -142,28 +160,40 @@ def hotspot_days_table(visits: Visits, hotspots: HotspotSet, schedule: Schedule 
     piece_day = d0[piece_visit] + (np.arange(piece_visit.size) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces))
     p_start = np.maximum(visits.start_ms[piece_visit], bounds[piece_day])
     p_end = np.minimum(visits.end_ms[piece_visit], bounds[piece_day + 1])
-    key = visits.hotspot[piece_visit] * n_d + piece_day
-    size = n_h * n_d
-    officer_ms = np.bincount(key, weights=np.maximum(p_end - p_start, 0), minlength=size)
-    visit_count = np.bincount(key, minlength=size)
-    is_patrol = (visits.end_ms - visits.start_ms)[piece_visit] >= min_patrol_s * 1000.0
-    patrol_count = np.bincount(key[is_patrol], minlength=size)
+    piece_key = visits.hotspot[piece_visit] * n_d + piece_day
+    # A patrol counts once, on the day it started, so the column adds up to patrols.csv.
+    is_patrol = (visits.end_ms - visits.start_ms) >= min_patrol_s * 1000.0
+    patrol_key = visits.hotspot[is_patrol] * n_d + d0[is_patrol]
 
-    scheduled = np.zeros(size, bool)
-    target = np.full(size, np.nan)
-    win_start = np.zeros(size, np.int64)
-    win_end = np.zeros(size, np.int64)
-    if schedule:
-        day_pos = {d: k for k, d in enumerate(days)}
-        for e in schedule.entries:
-            k = hotspots.index_of(e.hotspot_id) * n_d + day_pos[e.policing_day]
-            scheduled[k] = True
-            target[k] = e.target_minutes
-            win_start[k], win_end[k] = calendar.window_ms(e.policing_day, e.window_start, e.window_end)
+    day_pos = {d: k for k, d in enumerate(span)}
+    entries = schedule.entries if schedule else ()
+    sched_key = np.array([hotspots.index_of(e.hotspot_id) * n_d + day_pos[e.policing_day] for e in entries],
+                         dtype=np.int64)
+    days_used = np.union1d(piece_day, sched_key % n_d if sched_key.size else np.empty(0, np.int64))
+    hs_idx = np.repeat(np.arange(n_h, dtype=np.int64), days_used.size)
+    day_idx = np.tile(days_used.astype(np.int64), n_h)
+    key = hs_idx * n_d + day_idx
+
+    merged = merge_intervals(visits.hotspot, visits.start_ms, visits.end_ms)
+    presence_ms = union_length_within(merged, hs_idx, bounds[day_idx], bounds[day_idx + 1])
+    officer_ms = _sum_by_key(piece_key, np.maximum(p_end - p_start, 0).astype(np.float64), key)
+    visit_count = _sum_by_key(piece_key, None, key).astype(np.int64)
+    patrol_count = _sum_by_key(patrol_key, None, key).astype(np.int64)
+
+    pos = np.searchsorted(key, sched_key)  # key is sorted: hot spot major, day minor
+    scheduled = np.zeros(key.size, bool)
+    scheduled[pos] = True
+    target = np.full(key.size, np.nan)
+    target[pos] = [e.target_minutes for e in entries]
+    win_start = np.zeros(key.size, np.int64)
+    win_end = np.zeros(key.size, np.int64)
+    for k, e in zip(pos, entries):
+        win_start[k], win_end[k] = calendar.window_ms(e.policing_day, e.window_start, e.window_end)
     window_ms = np.where(scheduled, union_length_within(merged, hs_idx, win_start, win_end), 0)
     met = scheduled & (window_ms >= np.nan_to_num(target) * 60_000.0)
-    day_text = np.array([d.isoformat() for d in days], dtype=object)
-    return Table({
+    day_text = np.array([d.isoformat() for d in span], dtype=object)
+    order = np.lexsort((hs_idx, day_idx))  # by day, then hot spot
+    columns = {
         "policing_day": day_text[day_idx],
         "hotspot_id": np.asarray(hotspots.ids, dtype=object)[hs_idx],
         "scheduled": scheduled,
@@ -174,7 +204,8 @@ def hotspot_days_table(visits: Visits, hotspots: HotspotSet, schedule: Schedule 
         "patrols": patrol_count,
         "met": met,
         "window_presence_s": window_ms / 1000.0,
-    })
+    }
+    return Table({name: col[order] for name, col in columns.items()})
 
 
 HOTSPOT_DAY_COLUMNS = ("policing_day", "hotspot_id", "scheduled", "target_minutes", "presence_s", "officer_s",
@@ -187,26 +218,36 @@ def compliance_table(hotspot_days: Table, hotspots: HotspotSet) -> Table:
     ``unscheduled_patrolled`` counts hot spots that had a patrol on a day they
     were not scheduled: contamination of the control days in a trial.
     """
-    group_of = dict(zip(hotspots.ids, hotspots.groups))
-    out: dict[str, list] = {k: [] for k in ("policing_day", "group", "scheduled", "met", "compliance",
-                                            "unscheduled_patrolled")}
+    names = ("policing_day", "group", "scheduled", "met", "compliance", "unscheduled_patrolled")
     if len(hotspot_days) == 0:
-        return Table({k: np.empty(0) for k in out})
-    days = hotspot_days["policing_day"]
+        return Table({k: np.empty(0) for k in names})
+    group_of = dict(zip(hotspots.ids, hotspots.groups))
     groups = np.array([group_of[h] for h in hotspot_days["hotspot_id"]], dtype=object)
+    days = hotspot_days["policing_day"].astype(str)
     sched = hotspot_days["scheduled"]
     met = hotspot_days["met"]
     contaminated = ~sched & (hotspot_days["patrols"] > 0)
-    district_names = sorted({g for g in hotspots.groups if g})
-    for day in sorted(set(days.tolist())):
-        on_day = days == day
-        for name in ["all"] + district_names:
-            sel = on_day if name == "all" else on_day & (groups == name)
-            n_s, n_m = int(np.sum(sched & sel)), int(np.sum(met & sel))
-            out["policing_day"].append(day)
-            out["group"].append(name)
-            out["scheduled"].append(n_s)
-            out["met"].append(n_m)
-            out["compliance"].append(n_m / n_s if n_s else np.nan)
-            out["unscheduled_patrolled"].append(int(np.sum(contaminated & sel)))
-    return Table({k: np.asarray(v, dtype=float if k == "compliance" else object) for k, v in out.items()})
+    # Every row counts for its day's "all" row and, if it has one, its district's.
+    has_group = groups != ""
+    row_day = np.concatenate([days, days[has_group]])
+    row_group = np.concatenate([np.full(days.size, "all", dtype=object), groups[has_group]]).astype(str)
+    # Sorting key: "all" first, then districts by name.
+    rank = np.where(row_group == "all", "0", np.char.add("1", row_group))
+    keys = np.char.add(np.char.add(row_day, "|"), rank)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    both = np.concatenate([np.arange(days.size), np.flatnonzero(has_group)])
+    n_s = np.bincount(inverse, weights=sched[both], minlength=uniq.size).astype(np.int64)
+    n_m = np.bincount(inverse, weights=met[both], minlength=uniq.size).astype(np.int64)
+    n_c = np.bincount(inverse, weights=contaminated[both], minlength=uniq.size).astype(np.int64)
+    first = np.zeros(uniq.size, np.int64)
+    first[inverse[::-1]] = np.arange(inverse.size)[::-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        compliance = np.where(n_s > 0, n_m / np.maximum(n_s, 1), np.nan)
+    return Table({
+        "policing_day": row_day[first].astype(object),
+        "group": row_group[first].astype(object),
+        "scheduled": n_s.astype(object),
+        "met": n_m.astype(object),
+        "compliance": compliance,
+        "unscheduled_patrolled": n_c.astype(object),
+    })

@@ -85,3 +85,25 @@ def test_console_script_runs_the_demo(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "policing_day" in proc.stdout and " all " in proc.stdout
     assert (tmp_path / "demo" / "compliance.csv").exists()
+
+
+def test_fix_the_crs_cannot_project_is_rejected_not_lost(tmp_path):
+    from stream.replay import replay
+
+    fixes = tmp_path / "f.csv"
+    fixes.write_text("officer_id,ts,lat,lon\nA,1709560800000,-7.0,-93.0\nA,1709560810000,52.9,-1.1\n")
+    result = replay(fixes, geo.NOTTINGHAM_HOTSPOTS_PATH)
+    assert result.rejected.rows() == [(2, "outside_crs", str(fixes))]
+
+
+@pytest.mark.parametrize("content, problem", [(None, "cannot read"), ("{}".encode("utf-16"), "not UTF-8")])
+def test_unreadable_hotspot_file_is_a_clear_error(tmp_path, capsys, content, problem):
+    hs = tmp_path / "hs.geojson"
+    if content is not None:
+        hs.write_bytes(content)
+    fixes = tmp_path / "f.csv"
+    fixes.write_text("officer_id,ts,lat,lon\n")
+    assert main(["replay", "--fixes", str(fixes), "--hotspots", str(hs), "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "hs.geojson" in err and problem in err

@@ -81,6 +81,7 @@ ORDER_PARAMS = st.fixed_dictionaries(dict(
     reorder_window_s=st.sampled_from([0, 2, 10, 30.5, 600]),
     max_speed_mps=st.sampled_from([3.0, 10.0, 50.0, math.inf]),
     max_gap_s=st.sampled_from([0, 30, 120, 1000]),
+    reanchor_after=st.sampled_from([1, 2, 3, 5]),
 ))  # fmt: skip
 
 
@@ -217,9 +218,94 @@ def test_speed_limit_is_inclusive():
     assert released == [1, 2] and rejected == {}
 
 
-def test_no_speed_check_across_a_gap():
-    released, rejected = run([(0, 0, 0, 0), (0, 301, 50_000, 0)], max_gap_s=300)
+# A walk in Nottingham (EPSG:27700) and a fix in London, 176 km away.
+NOTTINGHAM = (457_000.0, 340_000.0)
+LONDON = (530_000.0, 180_000.0)
+
+
+def walk(t0_s, n, start=NOTTINGHAM, officer=0, step_s=15, step_m=20.0):
+    return [(officer, t0_s + k * step_s, start[0] + k * step_m, start[1]) for k in range(n)]
+
+
+def test_fix_after_gap_is_speed_checked():
+    # 220 s of silence (more than max_gap_s), then one wrong fix in London:
+    # it is rejected, and the track goes on from the last good fix.
+    fixes = walk(0, 4) + [(0, 265, *LONDON)] + walk(280, 5, start=(457_100.0, 340_000.0))
+    released, rejected = run(fixes, max_gap_s=180)
+    assert rejected == {5: "impossible_speed"}
+    assert released == [1, 2, 3, 4, 6, 7, 8, 9, 10]
+
+
+def test_long_gap_allows_a_longer_distance():
+    # 50 km in 5001 s is 10 m/s or less: plausible after the silence.
+    released, rejected = run([(0, 0, 0, 0), (0, 5001, 50_000, 0)], max_gap_s=300)
     assert released == [1, 2] and rejected == {}
+
+
+@pytest.mark.parametrize("reanchor_after", [1, 2, 3, 5])
+def test_bad_first_fix_is_recovered_by_reanchoring(reanchor_after):
+    # The first fix (London) has no anchor to be checked against; the good
+    # Nottingham fixes after it are rejected until reanchor_after of them in
+    # a row, each plausible from the one before, move the anchor.
+    fixes = [(0, 0, *LONDON)] + walk(15, 8)
+    released, rejected = run(fixes, reanchor_after=reanchor_after)
+    first_good = 1 + reanchor_after
+    assert rejected == {r: "impossible_speed" for r in range(2, first_good)}
+    assert released == [1, *range(first_good, 10)]
+
+
+def test_bad_anchor_after_a_gap_is_recovered_by_reanchoring():
+    # The anchor itself can be the wrong one (here every fix after it comes
+    # from London, consistent with each other): three in a row move it.
+    fixes = walk(0, 3) + walk(100, 5, start=LONDON)
+    released, rejected = run(fixes)
+    assert rejected == {4: "impossible_speed", 5: "impossible_speed"}
+    assert released == [1, 2, 3, 6, 7, 8]
+
+
+def test_reanchor_needs_consistent_fixes():
+    # Three (and more) rejected fixes far from each other do not re-anchor;
+    # the run restarts at each inconsistent one, so only three in a row that
+    # are plausible from each other move the anchor.
+    fixes = [(0, 0, 0, 0), (0, 10, 5000, 0), (0, 20, -5000, 0), (0, 30, 5000, 0),
+             (0, 40, -5000, 0), (0, 50, -5000, 50), (0, 60, -5000, 100), (0, 70, -5000, 150)]
+    released, rejected = run(fixes)
+    assert rejected == {r: "impossible_speed" for r in range(2, 7)}
+    assert released == [1, 7, 8]
+
+
+def test_reanchor_run_is_reset_by_an_accepted_fix():
+    # Rejects 2, 4, 5 are consistent with each other but 3, accepted, lies
+    # between them: 2 and 4 are not consecutive, so 6 is the third in a row.
+    fixes = [(0, 0, 0, 0), (0, 10, 5000, 0), (0, 20, 50, 0), (0, 30, 5000, 0),
+             (0, 40, 5050, 0), (0, 50, 5100, 0)]
+    released, rejected = run(fixes)
+    assert rejected == {2: "impossible_speed", 4: "impossible_speed", 5: "impossible_speed"}
+    assert released == [1, 3, 6]
+
+
+def test_reanchor_run_carries_over_between_batches():
+    fixes = [(0, 0, *LONDON)] + walk(15, 4)
+    o, t, x, y = (np.array(c) for c in zip(*fixes))
+    ts = T0 + t * 1000
+    state, rows = empty_ordering_state(), []
+    for k in range(len(fixes)):
+        state, rel, _ = order_fixes(state, o[k:k + 1], ts[k:k + 1], x[k:k + 1], y[k:k + 1],
+                                      [k + 1], flush=True, reorder_window_s=0, max_speed_mps=10)
+        rows += rel.row.tolist()
+        if k == 2:  # two rejects so far, the last one at 30 s
+            assert state.speed_rejects[0] == 2
+            assert state.released_ts_ms[0] == T0 + 30_000
+            assert (state.rejected_x_m[0], state.rejected_y_m[0]) == (NOTTINGHAM[0] + 20, NOTTINGHAM[1])
+    assert rows == [1, 4, 5]
+    assert state.speed_rejects[0] == 0 and state.accepted_ts_ms[0] == T0 + 60_000
+
+
+def test_per_officer_state_is_57_bytes():
+    state = empty_ordering_state(10)
+    per_officer = [a for a in state if a.shape == (10,)]
+    assert sum(a.itemsize for a in per_officer) == 57
+    assert state.speed_rejects.dtype == np.int8 and state.speed_rejects.tolist() == [0] * 10
 
 
 def test_speed_still_checked_at_exactly_max_gap():
@@ -290,6 +376,9 @@ def test_reason_codes():
         (dict(reorder_window_s=-1), "reorder_window_s"),
         (dict(max_gap_s=math.nan), "max_gap_s"),
         (dict(max_speed_mps=0), "max_speed_mps"),
+        (dict(reanchor_after=0), "reanchor_after"),
+        (dict(reanchor_after=128), "reanchor_after"),
+        (dict(reanchor_after=2.5), "reanchor_after"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, message):

@@ -104,3 +104,71 @@ def test_registry_gives_one_code_per_officer_across_csv_and_json():
     h = np.array([fnv1a64(buf, 0, 1), fnv1a64(buf, 1, 2)], np.uint64)
     b = reg.codes_of_hashes(h, buf, np.array([0, 1]), np.array([1, 2]))
     assert a.tolist() == [0, 1, 0] and b.tolist() == [1, 2] and reg.id_of(2) == "z"
+
+
+# --- hostile files (regressions from the first review) -----------------------
+
+
+def test_invalid_utf8_inside_json_is_malformed_not_a_crash(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b'{"officer_id":"A","ts":1709560800000,"lat":52.9,"lon":-1.1,"source":"\xc3"}\n'
+                     b'\xef\xbb\xbf{"officer_id":123,"ts":1709560800000,"lat":52.9,"lon":-1.1}\n')
+    rows, officers, bad, _ = _read_all(path)
+    assert bad == {1: "malformed"} and officers == ["123"]
+
+
+def test_utf16_export_is_a_clear_file_error(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes("officer_id,ts,lat,lon\nA,1,2,3\n".encode("utf-16"))
+    with pytest.raises(FixFileError, match="not UTF-8"):
+        list(read_fixes(path, OfficerRegistry()))
+
+
+def test_required_columns_far_to_the_right(tmp_path):
+    path = tmp_path / "f.csv"
+    extra = ",".join(f"x{i}" for i in range(70))
+    path.write_text(f"{extra},officer_id,ts,lat,lon\n" + ",".join("" for _ in range(70))
+                    + ",A,1709560800000,52.9,-1.1\n")
+    rows, officers, bad, _ = _read_all(path)
+    assert rows.tolist() == [2] and officers == ["A"] and bad == {}
+
+
+def test_truncated_gzip_keeps_what_was_read_and_says_where_it_stopped(tmp_path):
+    lines = "".join(f"A,{1709560800000 + i * 1000},52.9,-1.1\n" for i in range(20000))
+    data = gzip.compress(("officer_id,ts,lat,lon\n" + lines).encode())
+    path = tmp_path / "f.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    from stream.readers import ReadOptions
+
+    reg = OfficerRegistry()
+    chunks = list(read_fixes(path, reg, ReadOptions(chunk_bytes=4096)))
+    rows = np.concatenate([f.row for f, _ in chunks])
+    bad = {int(r): REASON_NAMES[int(c)] for _, part in chunks for r, c in zip(part.row, part.reason)}
+    assert rows.size > 1000 and list(bad.values()) == ["truncated_file"]
+    assert list(bad) == [int(rows.max()) + 1]
+
+
+def test_a_file_named_gz_that_is_not_gzip(tmp_path):
+    path = tmp_path / "f.csv.gz"
+    path.write_text("officer_id,ts,lat,lon\n")
+    with pytest.raises(FixFileError, match="not a gzip file"):
+        list(read_fixes(path, OfficerRegistry()))
+
+
+def test_quoted_ids_with_escaped_quotes_match_json(tmp_path):
+    csv_path = tmp_path / "f.csv"
+    csv_path.write_text('officer_id,ts,lat,lon\n"A""B",1709560800000,52.9,-1.1\n')
+    json_path = tmp_path / "f.jsonl"
+    json_path.write_text('{"officer_id": "A\\"B", "ts": 1709560800000, "lat": 52.9, "lon": -1.1}\n')
+    reg = OfficerRegistry()
+    (a, _), = read_fixes(csv_path, reg)
+    (b, _), = read_fixes(json_path, reg)
+    assert a.officer.tolist() == b.officer.tolist() == [0] and reg.id_of(0) == 'A"B'
+
+
+def test_officer_ids_that_are_not_utf8_are_malformed_not_merged(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"officer_id,ts,lat,lon\n\xff,1709560800000,52.9,-1.1\n\xfe,1709560800000,52.9,-1.1\n"
+                     b"ok,1709560800000,52.9,-1.1\n")
+    rows, officers, bad, _ = _read_all(path)
+    assert officers == ["ok"] and bad == {2: "malformed", 3: "malformed"}

@@ -114,14 +114,58 @@ def test_gap_of_exactly_max_gap_is_not_a_gap():
 
 
 def test_short_excursion_within_grace():
-    fixes = [(0, (IN,)), (20, (OUT,)), (40, (OUT,)), (70, (OUT,)), (80, (IN,))]
-    assert track(fixes) == [(0, 0, 80, 2)]
+    # Out from 20 s to the fix back at 75 s: 55 s < grace. (Back at 80 s the
+    # excursion would be a full 60 s and end the visit.)
+    fixes = [(0, (IN,)), (20, (OUT,)), (40, (OUT,)), (70, (OUT,)), (75, (IN,))]
+    assert track(fixes) == [(0, 0, 75, 2)]
 
 
 def test_excursion_longer_than_grace():
     # Out since 20 s; the fix at 80 s is 60 s out (>= grace): the visit ends at 0.
     fixes = [(0, (IN,)), (20, (OUT,)), (40, (OUT,)), (80, (OUT,)), (90, (IN,))]
     assert track(fixes) == [(0, 0, 0, 1), (0, 90, 90, 1)]
+
+
+def test_return_after_long_excursion_starts_a_new_visit():
+    # Sparse radio: one fix outside at 10 s, the next one back inside at 170 s.
+    # The officer was away at least 160 s (>= the 60 s grace), so the first
+    # visit ends at 0 s and a new one opens at 170 s.
+    fixes = [(0, (IN,)), (10, (OUT,)), (170, (IN,)), (300, (IN,))]
+    assert track(fixes, max_gap_s=600) == [(0, 0, 0, 1), (0, 170, 300, 2)]
+
+
+def test_return_within_grace_continues_the_visit():
+    # Back at 69 s, 59 s after the first fix outside: forgiven, one visit; a
+    # later excursion starts its own count.
+    fixes = [(0, (IN,)), (10, (OUT,)), (69, (IN,)), (100, (OUT,)), (150, (RING,)), (200, (IN,))]
+    assert track(fixes) == [(0, 0, 200, 3)]
+
+
+def test_return_at_exactly_grace_ends_the_visit():
+    fixes = [(0, (IN,)), (10, (OUT,)), (10 + GRACE_S, (IN,))]
+    assert track(fixes) == [(0, 0, 0, 1), (0, 70, 70, 1)]
+
+
+def test_return_to_ring_after_long_excursion_closes_without_reopening():
+    # Back only in the buffer ring: the visit ends at its last inside fix and
+    # no new one opens until a fix inside the polygon.
+    fixes = [(0, (IN,)), (20, (IN,)), (30, (OUT,)), (100, (RING,)), (110, (RING,)), (130, (IN,))]
+    assert track(fixes) == [(0, 0, 20, 2), (0, 130, 130, 1)]
+    assert track(fixes[:5]) == [(0, 0, 20, 2)]
+
+
+def test_return_after_gap_is_judged_by_the_gap_rule_first():
+    # 130 s of silence after the fix outside (> max_gap): the gap closes the
+    # visit, and the fix back opens the next one, as before.
+    fixes = [(0, (IN,)), (10, (OUT,)), (140, (IN,))]
+    assert track(fixes) == [(0, 0, 0, 1), (0, 140, 140, 1)]
+
+
+def test_long_excursion_in_one_hot_spot_only():
+    # Overlapping hot spots: the officer leaves hot spot 0's buffer but stays
+    # in hot spot 1; only hot spot 0's visit is split.
+    fixes = [(0, (IN, IN)), (10, (OUT, IN)), (90, (IN, IN)), (100, (IN, IN))]
+    assert track(fixes) == [(0, 0, 0, 1), (0, 90, 100, 2), (1, 0, 100, 4)]
 
 
 def test_zero_grace_ends_a_visit_at_the_first_fix_outside_the_buffer():
@@ -376,7 +420,7 @@ def test_kernels_without_jit():
     root = Path(__file__).resolve().parents[1]
     subset = ("dwell or visit or jitter or gap or excursion or grace or overlapping or stale "
               "or late or reordered or duplicate or speed or window or fence or state "
-              "or order_fixes_matches or chained")
+              "or order_fixes_matches or chained or reanchor or return")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", subset,
          "tests/test_ordering.py", "tests/test_visits.py", "tests/test_fences.py"],

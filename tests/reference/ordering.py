@@ -26,12 +26,17 @@ class ReferenceOrderer:
     with reason one of the strings above.
     """
 
-    def __init__(self, reorder_window_s: float, max_speed_mps: float, max_gap_s: float):
+    def __init__(self, reorder_window_s: float, max_speed_mps: float, max_gap_s: float | None = None,
+                 reanchor_after: int = 3):
+        # max_gap_s no longer matters: every fix is speed-checked.
         self.window_ms = to_ms(reorder_window_s)
-        self.max_gap_ms = to_ms(max_gap_s)
         self.max_speed_mps = float(max_speed_mps)
+        self.reanchor_after = int(reanchor_after)
         self.released_ts: dict[int, int] = {}
         self.accepted: dict[int, tuple[int, float, float]] = {}
+        # Per officer: the current run of consecutive speed rejects, each
+        # plausible from the one before, as a list of (ts, x, y).
+        self.bad_run: dict[int, list[tuple[int, float, float]]] = {}
         self.max_seen: dict[int, int] = {}
         self.pending: dict[int, dict[int, tuple[float, float, int]]] = {}
 
@@ -61,27 +66,35 @@ class ReferenceOrderer:
                 self._release(officer, t, released, rejected)
         return released, rejected
 
+    def _too_fast(self, a, b) -> bool:
+        """From fix a to fix b, (ts, x, y) each, faster than max_speed?"""
+        # distance / (dt / 1000) > max_speed, squared to stay exact; NaN: False.
+        dist2 = (b[1] - a[1]) * (b[1] - a[1]) + (b[2] - a[2]) * (b[2] - a[2])
+        lim = self.max_speed_mps * (b[0] - a[0])
+        return dist2 * 1e6 > lim * lim
+
     def _release(self, officer, t, released, rejected):
         x, y, row = self.pending[officer].pop(t)
         self.released_ts[officer] = t
-        if officer in self.accepted:
-            a_ts, a_x, a_y = self.accepted[officer]
-            dt = t - a_ts
-            if 0 < dt <= self.max_gap_ms:
-                # distance / (dt / 1000) > max_speed, squared to stay exact.
-                dist2 = (x - a_x) * (x - a_x) + (y - a_y) * (y - a_y)
-                lim = self.max_speed_mps * dt
-                if dist2 * 1e6 > lim * lim:
-                    rejected.append((row, SPEED))
-                    return
-        self.accepted[officer] = (t, x, y)
+        fix = (t, x, y)
+        run = self.bad_run.setdefault(officer, [])
+        if officer in self.accepted and self._too_fast(self.accepted[officer], fix):
+            if run and self._too_fast(run[-1], fix):
+                run.clear()  # not plausible from the previous reject
+            run.append(fix)
+            if len(run) < self.reanchor_after:
+                rejected.append((row, SPEED))
+                return
+            # reanchor_after consistent rejects in a row: the anchor was wrong.
+        run.clear()
+        self.accepted[officer] = fix
         released.append((officer, t, x, y, row))
 
 
 def reference_order(officer, ts_ms, x_m, y_m, row, *, reorder_window_s, max_speed_mps,
-                    max_gap_s, flush=True):
+                    max_gap_s=None, reanchor_after=3, flush=True):
     """Run a whole stream through a fresh :class:`ReferenceOrderer`."""
-    ref = ReferenceOrderer(reorder_window_s, max_speed_mps, max_gap_s)
+    ref = ReferenceOrderer(reorder_window_s, max_speed_mps, max_gap_s, reanchor_after)
     released: list = []
     rejected: list = []
     for o, t, x, y, r in zip(officer, ts_ms, x_m, y_m, row):

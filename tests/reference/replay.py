@@ -136,11 +136,16 @@ def hotspot_days_reference(visits, hotspots, rules, schedule):
     day = first
     while day <= last:
         a, b = day_start(day), day_start(day + dt.timedelta(days=1))
+        rows = {}
         for hid in hotspots.ids:
             mine = [v for v in visits if v[1] == hid and v[2] < b and v[3] >= a]
             presence = union_length_within([(v[2], v[3]) for v in mine], a, b)
             officer = sum(max(0, min(v[3], b) - max(v[2], a)) for v in mine)
-            patrols = sum(1 for v in mine if v[3] - v[2] >= rules.min_patrol_s * 1000)
-            out[(day.isoformat(), hid)] = (presence, officer, len(mine), patrols)
+            # A patrol counts on the day it started.
+            patrols = sum(1 for v in mine if v[3] - v[2] >= rules.min_patrol_s * 1000 and a <= v[2] < b)
+            rows[(day.isoformat(), hid)] = (presence, officer, len(mine), patrols, bool(mine))
+        # Only days with a visit appear (no schedule here).
+        if any(r[4] for r in rows.values()):
+            out.update({k: r[:4] for k, r in rows.items()})
         day += dt.timedelta(days=1)
     return out

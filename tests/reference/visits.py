@@ -36,6 +36,11 @@ class ReferenceVisits:
             v = self.open[key]
             v["last_seen"] = ts
             if key[1] in pairs:  # within the buffer
+                if v["out_since"] is not None and ts - v["out_since"] >= self.grace_ms:
+                    # Back after an excursion of the grace or more: the visit
+                    # ended; a fix inside opens a new one below.
+                    closed.append(self._close(key))
+                    continue
                 v["out_since"] = None
                 if pairs[key[1]]:
                     v["last_in"] = ts

@@ -1,0 +1,64 @@
+"""Fix batches: decode + validate a chunk of raw values, and the wire round trip."""
+
+import numpy as np
+import pytest
+
+from kernels.reasons import REASON_NAMES
+from kernels.textparse import fnv1a64
+from stream.batches import BatchFormatError, FixBatch, build_batch
+
+VALUES = [
+    b'{"officer_id": "A1", "ts": "2024-03-01T14:00:00Z", "lat": 52.95, "lon": -1.15, "accuracy_m": 8}',
+    b'not json',
+    b'{"officer_id": "B2", "ts": 1709301630000, "lat": 52.96, "lon": -1.16}',
+    b'{"officer_id": "A1", "ts": 1709301660000, "lat": 95, "lon": -1.15}',
+    b'{"officer_id": "A1", "ts": 1709301690000, "lat": 52.951, "lon": -1.151}',
+    b'{"officer_id": "B2", "ts": 4102444800001, "lat": 52.96, "lon": -1.16}',
+]
+
+
+def _build():
+    return build_batch(3, [100, 101, 102, 103, 104, 105], VALUES, time_min_ms=0, time_max_ms=4_102_444_800_000)
+
+
+def test_build_keeps_valid_fixes_and_names_the_rest():
+    batch, bad, reason = _build()
+    assert batch.offset.tolist() == [100, 102, 104]
+    assert (batch.first_offset, batch.last_offset, batch.partition) == (100, 105, 3)
+    assert bad.tolist() == [1, 3, 5]
+    assert [REASON_NAMES[int(r)] for r in reason] == ["malformed", "coordinates_out_of_range", "time_out_of_range"]
+    assert batch.raw_value(1) == VALUES[2]
+    ids = [batch.ids_blob[s:e].tobytes().decode() for s, e in zip(batch.officer_start, batch.officer_end)]
+    assert ids == ["A1", "B2", "A1"]
+    assert batch.ids_blob.tobytes() == b"A1B2"  # each distinct id stored once
+    # The same hash as the CSV scanner gives the same bytes.
+    buf = np.frombuffer(b"A1", np.uint8)
+    assert batch.officer_hash[0] == batch.officer_hash[2] == fnv1a64(buf, 0, 2)
+
+
+def test_wire_round_trip():
+    batch, _, _ = _build()
+    back = FixBatch.decode(batch.encode())
+    for name in ("offset", "officer_hash", "officer_start", "officer_end", "ts_ms", "lat", "lon", "raw_offsets",
+                 "ids_blob", "raw_blob"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(batch, name))
+    assert np.isnan(back.accuracy_m[1]) and back.accuracy_m[0] == 8
+    assert (back.partition, back.first_offset, back.last_offset) == (3, 100, 105)
+
+
+def test_empty_chunk_and_all_bad_chunk():
+    batch, bad, _ = build_batch(0, [7], [b"{}"], time_min_ms=0, time_max_ms=2**62)
+    assert len(batch) == 0 and bad.tolist() == [0]
+    assert len(FixBatch.decode(batch.encode())) == 0
+
+
+@pytest.mark.parametrize("data", [b"", b"HDB0" + bytes(40), _build.__code__.co_code[:10]])
+def test_garbage_is_a_format_error(data):
+    with pytest.raises(BatchFormatError):
+        FixBatch.decode(data)
+
+
+def test_truncated_message_is_a_format_error():
+    data = _build()[0].encode()
+    with pytest.raises(BatchFormatError):
+        FixBatch.decode(data[:-5])
