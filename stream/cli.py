@@ -131,6 +131,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_replay_demo(Path(args.out), officers=args.officers, seed=args.seed)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from stream.settings import load_settings
+    from stream.worker import run_worker
+
+    cli = {k: getattr(args, k) for k in ("brokers", "hotspots", "schedule", "crs", "metrics_port", "app_id",
+                                          "topic_prefix", "partitions", "state_dir")}
+    cli.update({k: getattr(args, k) for k in list(RULE_FLAGS) + ["day_start", "timezone"]})
+    cli = {k: v for k, v in cli.items() if v is not None}
+    if args.no_time_check:
+        cli.update(max_future_s=None, max_age_s=None)
+    try:
+        settings = load_settings(cli, config=args.config)
+    except ValueError as exc:
+        raise SystemExit(f"hotspot-dwell: error: {exc}") from None
+    if not settings.hotspots:
+        raise SystemExit("hotspot-dwell: error: --hotspots is required (or HOTSPOT_DWELL_HOTSPOTS)")
+    return run_worker(settings, loglevel=args.loglevel)
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from stream.broker import run_broker_forever
 
@@ -188,6 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", required=True, help="CSV of fixes")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("worker", help="run a streaming worker (Faust) against Kafka")
+    p.add_argument("--brokers", help="bootstrap servers host:port[,host:port]")
+    p.add_argument("--hotspots", help="GeoJSON hot spots")
+    p.add_argument("--schedule", help="schedule CSV")
+    p.add_argument("--crs", help="metric CRS (default EPSG:27700)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--app-id", help="consumer group / app id (default hotspot-dwell)")
+    p.add_argument("--topic-prefix", help="prefix of every topic name")
+    p.add_argument("--partitions", type=int, help="partitions of the topics the worker creates")
+    p.add_argument("--state-dir", help="Faust data directory")
+    p.add_argument("--config", help="TOML file of settings")
+    p.add_argument("--no-time-check", action="store_true",
+                   help="accept any event time (simulated days run in compressed time)")
+    p.add_argument("--loglevel", default="warning")
+    g = p.add_argument_group("rules")
+    for name in RULE_FLAGS:
+        g.add_argument("--" + name.replace("_", "-"), type=float)
+    g.add_argument("--day-start")
+    g.add_argument("--timezone")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1")
     p.add_argument("--port", type=int, help="port to listen on (default: a free one)")

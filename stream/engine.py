@@ -109,12 +109,16 @@ class DwellEngine:
 
     def finish(self) -> StepResult:
         """End of input: release the reorder buffer and close every open visit."""
-        e = np.empty(0, np.int64)
-        f = np.empty(0, np.float64)
-        result = self._advance(e, e, f, f, e, flush=True)
+        result = self.release_pending()
         last = visit_kernels.close_all(self._visits)
         self._visits = visit_kernels.empty_visit_state()
         return StepResult(Visits.concat([result.visits, Visits(*last)]), result.rejects)
+
+    def release_pending(self) -> StepResult:
+        """Release the whole reorder buffer now (the day is over; nothing older will come in order)."""
+        e = np.empty(0, np.int64)
+        f = np.empty(0, np.float64)
+        return self._advance(e, e, f, f, e, flush=True)
 
     def close_stale(self, watermark_ms: int) -> Visits:
         """Close visits whose officer has been silent for over max_gap_s before ``watermark_ms``."""

@@ -52,6 +52,10 @@ class OfficerTracker:
         # Highest input offset already applied: a batch re-sent after an
         # ingest crash is applied only past it, so nothing counts twice.
         self.last_offset = -1
+        # Event time seen in this partition, and the next day end to close.
+        self.min_event_ms: int | None = None
+        self.max_event_ms: int | None = None
+        self.next_day_close_ms: int | None = None
 
     def step(self, batch: FixBatch) -> TrackerOutput:
         fresh = batch.offset > self.last_offset
@@ -65,12 +69,22 @@ class OfficerTracker:
                                                 batch.officer_start[idx], batch.officer_end[idx])
         fixes = FixColumns(batch.offset[idx], officer, batch.ts_ms[idx], batch.lat[idx], batch.lon[idx],
                            batch.accuracy_m[idx])
+        lo, hi = int(fixes.ts_ms.min()), int(fixes.ts_ms.max())
+        self.min_event_ms = lo if self.min_event_ms is None else min(self.min_event_ms, lo)
+        self.max_event_ms = hi if self.max_event_ms is None else max(self.max_event_ms, hi)
         result = self.engine.step(fixes)
         return TrackerOutput(result.visits, result.rejects, skipped)
 
-    def close_stale(self, watermark_ms: int) -> Visits:
-        """Close visits of officers silent for longer than max_gap_s before ``watermark_ms``."""
-        return self.engine.close_stale(watermark_ms)
+    def close_day(self, boundary_ms: int) -> TrackerOutput:
+        """The policing day ending at ``boundary_ms`` is over in this partition's event time.
+
+        The reorder buffer is released and every visit last seen before the
+        boundary closes: officers who went off duty get their last visits,
+        as a replay gets them at the end of its file.
+        """
+        released = self.engine.release_pending()
+        stale = self.engine.close_stale(boundary_ms)
+        return TrackerOutput(Visits.concat([released.visits, stale]), released.rejects, 0)
 
     def open_visits(self) -> Visits:
         return self.engine.open_visits()
@@ -79,8 +93,11 @@ class OfficerTracker:
 
     def snapshot(self) -> bytes:
         """The whole state as bytes (numpy ``.npz``, no pickles)."""
+        none = -(2**63)
         arrays = {"version": np.array([SNAPSHOT_VERSION]), "partition": np.array([self.partition]),
-                  "last_offset": np.array([self.last_offset])}
+                  "last_offset": np.array([self.last_offset]),
+                  "event_ms": np.array([none if v is None else v for v in
+                                        (self.min_event_ms, self.max_event_ms, self.next_day_close_ms)], np.int64)}
         arrays.update(self.registry.export_state())
         arrays.update(self.engine.export_state())
         buf = io.BytesIO()
@@ -95,6 +112,8 @@ class OfficerTracker:
             raise ValueError(f"snapshot version {int(arrays['version'][0])} is not {SNAPSHOT_VERSION}")
         tracker = cls(hotspots, rules, int(arrays["partition"][0]))
         tracker.last_offset = int(arrays["last_offset"][0])
+        ev = [None if v == -(2**63) else int(v) for v in arrays["event_ms"].tolist()]
+        tracker.min_event_ms, tracker.max_event_ms, tracker.next_day_close_ms = ev
         tracker.registry = OfficerRegistry.from_state(arrays)
         tracker.engine.import_state(arrays)
         return tracker

@@ -1,0 +1,171 @@
+"""Stage 1's glue between Faust and the pure tracker: trackers, checkpoints, output.
+
+The agent in :mod:`stream.app` stays thin: decode, ``runtime.handle``, ack.
+Checkpoints are snapshots of a partition's :class:`OfficerTracker` written
+to a Faust table (changelog topic) together with the input offsets they
+include. Events are acked, and so their offsets committed, only when a
+checkpoint that includes them has been written, so a restarted worker
+restores the snapshot and re-reads exactly the batches after it: state is
+exact, outputs are at-least-once with the same ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from geo.hotspots import HotspotSet
+from kernels import reasons
+from stream.batches import FixBatch
+from stream.engine import RuleSettings
+from stream.events import dead_letter_headers, visit_events
+from stream.policing_day import PolicingCalendar
+from stream.settings import WorkerSettings
+from stream.stage1 import OfficerTracker, TrackerOutput
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 512 << 10  # checkpoint pieces stay well under Kafka's 1 MB message limit
+DEAD_LETTERED = (reasons.LATE, reasons.OUTSIDE_CRS)  # duplicates and speed rejects are counted only
+
+Send = Callable[..., Awaitable]
+
+
+@dataclass
+class Stage1Stats:
+    batches: int = 0
+    fixes: int = 0
+    skipped: int = 0
+    visits: int = 0
+    patrols: int = 0
+    rejected: dict | None = None
+    checkpoints: int = 0
+
+
+def manifest_key(partition: int) -> bytes:
+    return f"p{partition}".encode()
+
+
+def chunk_key(partition: int, i: int) -> bytes:
+    return f"p{partition}/{i}".encode()
+
+
+class DwellRuntime:
+    """Trackers of the partitions this worker owns, and what they send."""
+
+    def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, send: Send) -> None:
+        self.settings = settings
+        self.hotspots = hotspots
+        self.rules: RuleSettings = settings.rules
+        self.calendar = PolicingCalendar(self.rules.timezone, self.rules.day_start)
+        self._send = send
+        self.trackers: dict[int, OfficerTracker] = {}
+        self._last_checkpoint: dict[int, float] = {}
+        self.stats = Stage1Stats(rejected={})
+        self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
+
+    # -- trackers and checkpoints --------------------------------------------------
+
+    def tracker(self, partition: int, table) -> OfficerTracker:
+        """The partition's tracker, restored from its last checkpoint if there is one."""
+        tracker = self.trackers.get(partition)
+        if tracker is None:
+            tracker = self._restore(partition, table) or OfficerTracker(self.hotspots, self.rules, partition)
+            self.trackers[partition] = tracker
+            self._last_checkpoint[partition] = time.monotonic()
+        return tracker
+
+    def _restore(self, partition: int, table) -> OfficerTracker | None:
+        manifest = table.get(manifest_key(partition))
+        if not manifest:
+            return None
+        meta = json.loads(manifest)
+        data = b"".join(table[chunk_key(partition, i)] for i in range(meta["chunks"]))
+        if len(data) != meta["bytes"]:
+            raise RuntimeError(f"checkpoint of partition {partition} is incomplete ({len(data)} of {meta['bytes']})")
+        tracker = OfficerTracker.restore(data, self.hotspots, self.rules)
+        log.info("partition %d restored from checkpoint at input offset %d", partition, tracker.last_offset)
+        return tracker
+
+    def checkpoint_due(self, partition: int) -> bool:
+        return time.monotonic() - self._last_checkpoint.get(partition, 0.0) >= self.settings.checkpoint_interval_s
+
+    def write_checkpoint(self, partition: int, table) -> None:
+        """Snapshot the partition into the table; call inside the stream iteration of that partition."""
+        data = self.trackers[partition].snapshot()
+        chunks = [data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
+        for i, piece in enumerate(chunks):
+            table[chunk_key(partition, i)] = piece
+        # The manifest goes last: a reader never sees it before its pieces.
+        table[manifest_key(partition)] = json.dumps({"chunks": len(chunks), "bytes": len(data)}).encode()
+        self._last_checkpoint[partition] = time.monotonic()
+        self.stats.checkpoints += 1
+
+    def forget(self, partitions) -> None:
+        """Partitions revoked: their state lives on in the checkpoints."""
+        for p in partitions:
+            self.trackers.pop(p, None)
+            self._last_checkpoint.pop(p, None)
+
+    # -- one batch ----------------------------------------------------------------------
+
+    async def handle(self, tracker: OfficerTracker, batch: FixBatch) -> TrackerOutput:
+        out = tracker.step(batch)
+        self.stats.batches += 1
+        self.stats.fixes += len(batch)
+        self.stats.skipped += out.skipped
+        await self._send_visits(tracker, out.visits)
+        await self._dead_letter(batch, out)
+        return out
+
+    async def _send_visits(self, tracker: OfficerTracker, visits) -> None:
+        if not len(visits.start_ms):
+            return
+        officers = tracker.registry.ids_of(visits.officer)
+        hotspot_ids = self._hotspot_ids[visits.hotspot]
+        for kind, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
+                                                      visits.n_fixes, self.rules.min_patrol_s):
+            await self._send(self.settings.topic(kind), key, value, None, None, headers)
+            if kind == "patrol-events":
+                self.stats.patrols += 1
+            else:
+                self.stats.visits += 1
+
+    async def _dead_letter(self, batch: FixBatch, out: TrackerOutput) -> None:
+        rej = out.rejects
+        for offset, code in zip(rej.row.tolist(), rej.reason.tolist()):
+            name = reasons.REASON_NAMES.get(code, "unknown")
+            self.stats.rejected[name] = self.stats.rejected.get(name, 0) + 1
+            if code not in DEAD_LETTERED:
+                continue
+            i = int(np.searchsorted(batch.offset, offset))
+            if i < len(batch) and batch.offset[i] == offset:
+                value = batch.raw_value(i)
+                key = batch.ids_blob[batch.officer_start[i]:batch.officer_end[i]].tobytes()
+            else:  # not in this batch (held in the reorder buffer): rebuild it
+                value, key = json.dumps({"source_offset": offset}).encode(), None
+            await self._send(self.settings.topic("location-fixes-dead-letter"), key, value, None, None,
+                             dead_letter_headers(name, self.settings.topic("location-fixes"), batch.partition,
+                                                 offset))
+
+    async def close_day_if_due(self, tracker: OfficerTracker) -> None:
+        """Close the policing days the partition's event time has passed by the grace."""
+        if tracker.max_event_ms is None:
+            return
+        if tracker.next_day_close_ms is None:
+            tracker.next_day_close_ms = self._day_end_after(tracker.min_event_ms)
+        grace_ms = self.settings.day_close_grace_s * 1000
+        while tracker.max_event_ms >= tracker.next_day_close_ms + grace_ms:
+            out = tracker.close_day(tracker.next_day_close_ms)
+            await self._send_visits(tracker, out.visits)
+            tracker.next_day_close_ms = self._day_end_after(tracker.next_day_close_ms)
+
+    def _day_end_after(self, ts_ms: int) -> int:
+        day = self.calendar.day_of_ms(ts_ms)
+        return self.calendar.day_start_ms(day + dt.timedelta(days=1))

@@ -1,0 +1,93 @@
+"""One frozen settings object for a worker: CLI flags over environment over TOML.
+
+Environment variables are ``HOTSPOT_DWELL_<FIELD>`` (``HOTSPOT_DWELL_BROKERS``,
+``HOTSPOT_DWELL_MAX_GAP_S``, ...); a TOML file given with ``--config`` may
+set any field, rules included, at top level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from stream.engine import RuleSettings
+
+ENV_PREFIX = "HOTSPOT_DWELL_"
+
+TOPICS = ("location-fixes", "fix-batches", "dwell-intervals", "patrol-events", "location-fixes-dead-letter")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker needs; times in seconds, sizes in fixes or bytes."""
+
+    brokers: str = "127.0.0.1:9092"
+    hotspots: str = ""
+    schedule: str | None = None
+    crs: str = "EPSG:27700"
+    app_id: str = "hotspot-dwell"
+    topic_prefix: str = ""
+    partitions: int = 4  # for topics the worker creates
+    metrics_port: int | None = None
+    state_dir: str = "hotspot-dwell-data"
+    # Ingest: records per fetch and how long a fetch may wait (Faust's own
+    # consumer waits 1.5 s, which would put a second on every fix's latency).
+    ingest_max_records: int = 20_000
+    fetch_max_wait_ms: int = 5
+    checkpoint_interval_s: float = 2.0
+    # Event-time bounds relative to the wall clock; None turns the check off
+    # (simulated days run in compressed event time).
+    max_future_s: float | None = 300.0
+    max_age_s: float | None = 7 * 86_400.0
+    # A policing day is closed when the partition's event time passes its
+    # end by this much: open visits end and reorder buffers are released.
+    day_close_grace_s: float = 900.0
+    rules: RuleSettings = field(default_factory=RuleSettings)
+
+    def topic(self, name: str) -> str:
+        if name not in TOPICS:
+            raise ValueError(f"unknown topic {name!r}")
+        return f"{self.topic_prefix}{name}"
+
+    def with_overrides(self, **values: Any) -> "WorkerSettings":
+        rule_names = {f.name for f in fields(RuleSettings)}
+        rules = {k: v for k, v in values.items() if k in rule_names}
+        top = {k: v for k, v in values.items() if k not in rule_names}
+        unknown = set(top) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, rules=dataclasses.replace(self.rules, **rules), **top)
+
+
+def _coerce(name: str, text: str, like: Any) -> Any:
+    target = type(like) if like is not None else str
+    if name in ("metrics_port",):
+        target = int
+    if name in ("max_future_s", "max_age_s", "schedule"):
+        if text.strip().lower() in ("", "none", "off"):
+            return None
+        target = float if name != "schedule" else str
+    try:
+        return target(text)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={text!r} is not a {target.__name__}") from None
+
+
+def load_settings(cli: dict[str, Any] | None = None, config: str | Path | None = None,
+                  environ: dict[str, str] | None = None) -> WorkerSettings:
+    """Settings from a TOML file, then ``HOTSPOT_DWELL_*``, then CLI values (flags not given are left out)."""
+    settings = WorkerSettings()
+    if config:
+        with open(config, "rb") as fh:
+            settings = settings.with_overrides(**tomllib.load(fh))
+    env = os.environ if environ is None else environ
+    defaults = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "rules"}
+    defaults.update({f.name: getattr(settings.rules, f.name) for f in fields(RuleSettings)})
+    from_env = {name: _coerce(name, env[ENV_PREFIX + name.upper()], like)
+                for name, like in defaults.items() if ENV_PREFIX + name.upper() in env}
+    settings = settings.with_overrides(**from_env)
+    return settings.with_overrides(**(cli or {}))

@@ -1,0 +1,68 @@
+"""Running a worker: warm the kernels, make sure the topics exist, start Faust."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+
+from stream.settings import TOPICS, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def warm_up_kernels(hotspots, rules) -> float:
+    """Compile (or load from cache) every kernel before joining the group.
+
+    A first compile can take seconds; done inside an agent it would block
+    the event loop past the session timeout and trigger a rebalance.
+    """
+    from stream.engine import DwellEngine
+    from stream.fixes import FixColumns
+
+    started = time.perf_counter()
+    engine = DwellEngine(hotspots, rules)
+    lon, lat = hotspots.centroids_wgs84
+    n = min(len(lon), 8)
+    i8 = np.arange(n, dtype=np.int64)
+    engine.step(FixColumns(i8, np.zeros(n, np.int64), 1_700_000_000_000 + i8 * 1000, lat[:n], lon[:n],
+                           np.full(n, np.nan)))
+    engine.finish()
+    return time.perf_counter() - started
+
+
+async def ensure_topics(settings: WorkerSettings) -> None:
+    """Create the external topics with the worker's partition count, if missing."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.brokers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [settings.topic(t) for t in TOPICS if settings.topic(t) not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(t, settings.partitions, 1) for t in missing])
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+    finally:
+        await admin.close()
+
+
+def run_worker(settings: WorkerSettings, loglevel: str = "warning") -> int:
+    import faust
+
+    from geo.hotspots import load_hotspots
+    from stream.app import build_app
+
+    hotspots = load_hotspots(settings.hotspots, crs=settings.crs)
+    seconds = warm_up_kernels(hotspots, settings.rules)
+    log.info("kernels ready in %.1f s", seconds)
+    asyncio.run(ensure_topics(settings))
+    app = build_app(settings, hotspots)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
