@@ -103,5 +103,9 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     @app.on_before_shutdown.connect
     def stop_ingest(app_, **kwargs):
         ingest.stop()
+        st = runtime.stats
+        log.warning("stage 1 processed %d batches, %d fixes (%d re-sent skipped), sent %d visits, %d patrols; "
+                    "ingest read %d records, %d dead letters", st.batches, st.fixes, st.skipped, st.visits,
+                    st.patrols, ingest.stats.records, ingest.stats.dead_letters)
 
     return app
