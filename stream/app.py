@@ -10,14 +10,21 @@ Agents are thin: decode, call the runtime, ack. The business logic lives in
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 
 from geo.hotspots import HotspotSet, load_hotspots
 from stream.batches import BatchFormatError, FixBatch
 from stream.dwell_runtime import DwellRuntime
+from stream.events import PARTITION_DAY_CLOSED, event_type
 from stream.faust_transport import DwellApp
 from stream.ingest import Ingest
+from stream.policing_day import PolicingCalendar
+from stream.producer import partition_of
+from stream.schedule import load_schedule
 from stream.settings import WorkerSettings
+from stream.stage2 import PresenceModel, VisitMessage, day_key, marks_key
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +72,20 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     checkpoints = app.Table("partition_to_checkpoint", default=None, partitions=settings.partitions,
                             key_type=bytes, value_type=bytes,
                             extra_topic_configs={"cleanup.policy": "compact"})
-    for name in ("dwell-intervals", "patrol-events", "location-fixes-dead-letter"):
+    for name in ("patrol-events", "location-fixes-dead-letter"):
         app.topic(settings.topic(name), partitions=settings.partitions, internal=True)
+    # Stage 2 reads visits and the in-band day marks (by hot spot).
+    presence_inputs = app.topic(settings.topic("dwell-intervals"), partitions=settings.partitions, internal=True,
+                                value_serializer="raw", key_serializer="raw")
+    presence = app.Table("hotspot_day_to_presence", default=None, partitions=settings.partitions,
+                         key_type=bytes, value_type=bytes, extra_topic_configs={"cleanup.policy": "compact"})
+    schedule = load_schedule(settings.schedule, hs.ids) if settings.schedule else None
+    log.warning("%d hot spots from %s; schedule: %s", len(hs), settings.hotspots,
+                f"{len(schedule)} hot spot-days from {settings.schedule}" if schedule else "none")
+    model = PresenceModel(hs, schedule, PolicingCalendar(settings.rules.timezone, settings.rules.day_start),
+                          settings.rules.min_patrol_s)
+    owned_by = [[h for h in hs.ids if partition_of(h.encode(), settings.partitions) == q]
+                for q in range(settings.partitions)]
     # location-fixes is created with the same partition count (see stream.worker).
 
     @app.agent(fix_batches, name="track_dwell")
@@ -88,6 +107,49 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 runtime.write_checkpoint(p, checkpoints)
                 for done in pending.pop(p):
                     await manual.ack(done)
+
+    @app.agent(presence_inputs, name="track_presence")
+    async def track_presence(stream):
+        async for event in stream.events():
+            q = event.message.partition
+            if event_type(event.message.headers) == PARTITION_DAY_CLOSED:
+                await _on_mark(event.value, q)
+            else:
+                await _on_visit(event.value, q)
+
+    async def _on_visit(value: bytes, q: int) -> None:
+        try:
+            visit = VisitMessage.from_json(value)
+        except (ValueError, KeyError) as exc:
+            log.error("dwell-intervals: not a visit: %s", exc)
+            return
+        for day in model.days_of(visit):
+            marks = presence.get(marks_key(q, day))
+            if marks and json.loads(marks).get("closed"):
+                log.warning("visit %s arrived after %s closed; not counted", visit.visit_id, day)
+                continue
+            state, events = model.add_visit(presence.get(day_key(visit.hotspot_id, day)), visit, day)
+            presence[day_key(visit.hotspot_id, day)] = state
+            for key, body, headers in events:
+                await send(settings.topic("patrol-events"), key, body, None, None, headers)
+
+    async def _on_mark(value: bytes, q: int) -> None:
+        mark = json.loads(value)
+        day = dt.date.fromisoformat(mark["policing_day"])
+        doc = json.loads(presence.get(marks_key(q, day)) or b'{"sources": [], "closed": false}')
+        if doc["closed"]:
+            return
+        doc["sources"] = sorted(set(doc["sources"]) | {int(mark["source_partition"])})
+        if len(doc["sources"]) == settings.partitions:
+            keys = [(h, day_key(h, day)) for h in owned_by[q]]
+            keys = [(h, k) for h, k in keys if presence.get(k) is not None]
+            docs = [(h, json.loads(presence[k])) for h, k in keys]
+            for key, body, headers in model.close_day(docs, day, owned_by[q]):
+                await send(settings.topic("patrol-events"), key, body, None, None, headers)
+            for _, k in keys:
+                del presence[k]  # the day is out: its state goes, so memory stays bounded
+            doc["closed"] = True
+        presence[marks_key(q, day)] = json.dumps(doc).encode()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):

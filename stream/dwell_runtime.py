@@ -24,7 +24,7 @@ from geo.hotspots import HotspotSet
 from kernels import reasons
 from stream.batches import FixBatch
 from stream.engine import RuleSettings
-from stream.events import dead_letter_headers, visit_events
+from stream.events import dead_letter_headers, partition_day_mark, visit_events
 from stream.policing_day import PolicingCalendar
 from stream.settings import WorkerSettings
 from stream.stage1 import OfficerTracker, TrackerOutput
@@ -164,6 +164,13 @@ class DwellRuntime:
         while tracker.max_event_ms >= tracker.next_day_close_ms + grace_ms:
             out = tracker.close_day(tracker.next_day_close_ms)
             await self._send_visits(tracker, out.visits)
+            # Tell every stage-2 partition, in band after this partition's
+            # visits (so it cannot overtake them), that this input partition
+            # is done with the day; the day closes when all have said so.
+            day = self.calendar.day_of_ms(tracker.next_day_close_ms - 1)
+            for q in range(self.settings.partitions):
+                key, value, headers = partition_day_mark(tracker.partition, day)
+                await self._send(self.settings.topic("dwell-intervals"), key, value, q, None, headers)
             tracker.next_day_close_ms = self._day_end_after(tracker.next_day_close_ms)
 
     def _day_end_after(self, ts_ms: int) -> int:

@@ -24,13 +24,15 @@ from stream.fixes import FixColumns, Rejects
 class RuleSettings:
     """Every threshold of the dwell rules, with its unit in its name.
 
-    The defaults follow the field numbers in the design: radios report every
-    5-60 s with 5-30 m of error in streets, and a patrol is 15 minutes.
+    The defaults follow the field numbers in the design (radios report every
+    5-60 s with 5-30 m of error in streets; a patrol is 15 minutes); margin
+    and grace were chosen against simulated ground truth by
+    benchmarks/bench_accuracy.py.
     """
 
     max_gap_s: float = 180.0
-    exit_margin_m: float = 25.0
-    exit_grace_s: float = 60.0
+    exit_margin_m: float = 10.0
+    exit_grace_s: float = 120.0
     min_patrol_s: float = 900.0
     max_speed_mps: float = 50.0
     reorder_window_s: float = 60.0

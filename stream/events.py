@@ -18,6 +18,9 @@ from stream.tables import EVENT_NAMESPACE, patrol_event_id, rfc3339_utc
 SOURCE = "urn:hotspot-dwell"
 TYPE_PREFIX = "org.hotspot-dwell."
 VISIT_CLOSED = "visit.closed"
+# Control record on dwell-intervals: an input partition has closed a policing
+# day. Consumers of visits skip it by its ce_type.
+PARTITION_DAY_CLOSED = "partition.day_closed"
 PATROL_COMPLETED = "patrol.completed"
 EVENT_TYPES = (VISIT_CLOSED, PATROL_COMPLETED)
 
@@ -64,6 +67,21 @@ def visit_events(officer_ids: np.ndarray, hotspot_ids: np.ndarray, start_ms: np.
             out.append(("patrol-events", key, json.dumps(body, separators=(",", ":")).encode(),
                         ce_headers(PATROL_COMPLETED, pid, e_txt, h)))
     return out
+
+
+def partition_day_mark(source_partition: int, day) -> tuple[bytes, bytes, Headers]:
+    body = {"source_partition": source_partition, "policing_day": day.isoformat()}
+    eid = str(uuid.uuid5(EVENT_NAMESPACE, f"{PARTITION_DAY_CLOSED}|{source_partition}|{day.isoformat()}"))
+    return (b"", json.dumps(body, separators=(",", ":")).encode(),
+            ce_headers(PARTITION_DAY_CLOSED, eid, day.isoformat() + "T00:00:00Z", str(source_partition)))
+
+
+def event_type(headers) -> str:
+    """The event type (without prefix) from a record's CloudEvents headers, or ''."""
+    for name, value in headers or ():
+        if name == "ce_type":
+            return value.decode().removeprefix(TYPE_PREFIX)
+    return ""
 
 
 def dead_letter_headers(reason: str, topic: str, partition: int, offset: int) -> Headers:

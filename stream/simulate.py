@@ -22,12 +22,30 @@ from stream.schedule import Schedule
 WALK_MPS = 1.4
 
 
+def _as_range(name: str, value: float | tuple[float, float]) -> tuple[float, float]:
+    """A ``(low, high)`` range from a range or a single fixed value."""
+    lo, hi = (value, value) if np.isscalar(value) else value
+    lo, hi = float(lo), float(hi)
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+        raise ValueError(f"{name} must be a number >= 0 or a range (low, high) with 0 <= low <= high, got {value!r}")
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class SimulationSettings:
+    """What the simulated officers and their radios do; every draw is seeded by ``seed``.
+
+    ``report_interval_s`` and ``error_m`` are ranges each radio draws its own
+    value from; a single number (or a range with equal ends) fixes it for
+    every radio, as the accuracy benchmark needs. Either way one value is
+    drawn per radio, so a fixed value leaves every other draw of the seed as
+    it was.
+    """
+
     officers: int = 12
     seed: int = 7
-    report_interval_s: tuple[float, float] = (5.0, 60.0)  # each radio draws its interval from this range
-    error_m: tuple[float, float] = (5.0, 30.0)  # each radio's 1-sigma horizontal error
+    report_interval_s: float | tuple[float, float] = (5.0, 60.0)  # each radio draws its interval from this range
+    error_m: float | tuple[float, float] = (5.0, 30.0)  # each radio's 1-sigma horizontal error
     drop_share: float = 0.05
     duplicate_share: float = 0.01
     late_share: float = 0.005  # delivered after a delay of 2-20 minutes
@@ -36,6 +54,16 @@ class SimulationSettings:
     call_s: tuple[float, float] = (1200.0, 3600.0)
     shift_start: str = "14:00"
     shift_end: str = "00:00"
+
+    def __post_init__(self) -> None:
+        # Frozen: normalise through object.__setattr__ so callers always see ranges.
+        object.__setattr__(self, "report_interval_s", _as_range("report_interval_s", self.report_interval_s))
+        object.__setattr__(self, "error_m", _as_range("error_m", self.error_m))
+        if self.report_interval_s[0] <= 0:
+            raise ValueError("report_interval_s must be > 0")
+        for name in ("drop_share", "duplicate_share", "late_share", "call_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

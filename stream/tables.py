@@ -111,8 +111,10 @@ def patrols_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSe
     })
 
 
-def _day_span(visits: Visits, schedule: Schedule | None, calendar: PolicingCalendar) -> list[dt.date]:
+def _day_span(visits: Visits, schedule: Schedule | None, calendar: PolicingCalendar,
+              days_wanted: list[dt.date] | None = None) -> list[dt.date]:
     days: set[dt.date] = set(schedule.days()) if schedule else set()
+    days.update(days_wanted or ())
     if len(visits.start_ms):
         days.add(calendar.day_of_ms(int(visits.start_ms.min())))
         days.add(calendar.day_of_ms(int(visits.end_ms.max())))
@@ -135,7 +137,8 @@ def _sum_by_key(keys: np.ndarray, weights: np.ndarray | None, query: np.ndarray)
 
 
 def hotspot_days_table(visits: Visits, hotspots: HotspotSet, schedule: Schedule | None,
-                       calendar: PolicingCalendar, min_patrol_s: float) -> Table:
+                       calendar: PolicingCalendar, min_patrol_s: float, *, days: list[dt.date] | None = None,
+                       hotspot_index: np.ndarray | None = None) -> Table:
     """The evaluation table: one row per hot spot per policing day.
 
     The days are the scheduled days and the days with any visit (a stray
@@ -145,8 +148,11 @@ def hotspot_days_table(visits: Visits, hotspots: HotspotSet, schedule: Schedule 
     overlapping the day, ``patrols`` the patrols that started in it,
     ``window_presence_s`` the union inside the scheduled patrol window, and
     ``met`` whether that reached the target.
+
+    ``days`` (only those days) and ``hotspot_index`` (only those hot spots)
+    restrict the rows; the stream closes one day for its own hot spots so.
     """
-    span = _day_span(visits, schedule, calendar)
+    span = _day_span(visits, schedule, calendar, days)
     n_h, n_d = len(hotspots), len(span)
     if n_d == 0:
         return Table({name: np.empty(0) for name in HOTSPOT_DAY_COLUMNS})
@@ -170,9 +176,16 @@ def hotspot_days_table(visits: Visits, hotspots: HotspotSet, schedule: Schedule 
     sched_key = np.array([hotspots.index_of(e.hotspot_id) * n_d + day_pos[e.policing_day] for e in entries],
                          dtype=np.int64)
     days_used = np.union1d(piece_day, sched_key % n_d if sched_key.size else np.empty(0, np.int64))
-    hs_idx = np.repeat(np.arange(n_h, dtype=np.int64), days_used.size)
-    day_idx = np.tile(days_used.astype(np.int64), n_h)
+    if days is not None:
+        days_used = np.array(sorted(day_pos[d] for d in days), dtype=np.int64)
+    rows_hs = np.arange(n_h, dtype=np.int64) if hotspot_index is None else np.unique(hotspot_index)
+    hs_idx = np.repeat(rows_hs, days_used.size)
+    day_idx = np.tile(days_used.astype(np.int64), rows_hs.size)
     key = hs_idx * n_d + day_idx
+    # Schedule entries outside the requested rows are left out.
+    in_rows = np.isin(sched_key, key)
+    sched_key = sched_key[in_rows]
+    entries = [e for e, keep in zip(entries, in_rows) if keep]
 
     merged = merge_intervals(visits.hotspot, visits.start_ms, visits.end_ms)
     presence_ms = union_length_within(merged, hs_idx, bounds[day_idx], bounds[day_idx + 1])

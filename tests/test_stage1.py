@@ -3,7 +3,6 @@ however the stream is cut, with a checkpoint restore and a re-sent batch in the 
 
 import json
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

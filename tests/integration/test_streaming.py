@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 import geo
 from geo.hotspots import load_hotspots
-from stream.events import schema
+from stream.events import event_type, schema
 from stream.producer import clock_keys, fix_json, partition_of, produce
 from stream.replay import replay
 from stream.schedule import draw_schedule
@@ -73,6 +73,8 @@ def visit_rows(messages) -> list[tuple]:
     """Distinct visits (the stream may repeat one with the same id)."""
     by_id = {}
     for m in messages:
+        if not dict(m.headers)["ce_type"].endswith(b"visit.closed"):
+            continue  # the in-band day marks
         body = json.loads(m.value)
         by_id[body["visit_id"]] = (body["officer_id"], body["hotspot_id"], body["start"], body["end"], body["fixes"])
     return sorted(by_id.values())
@@ -82,9 +84,35 @@ def headers(m) -> dict[str, bytes]:
     return dict(m.headers)
 
 
+def patrol_bodies(out) -> dict[str, dict]:
+    return {b["event_id"]: b for b in (json.loads(m.value) for m in out["patrol-events"]
+                                       if headers(m)["ce_type"].endswith(b"patrol.completed"))}
+
+
+DAY_COLUMNS = ("policing_day", "hotspot_id", "scheduled", "target_minutes", "presence_s", "officer_s", "visits",
+               "patrols", "met", "window_presence_s")
+
+
+def _plain_row(row) -> tuple:
+    return tuple(None if isinstance(v, float) and v != v else (round(v, 3) if isinstance(v, float) else v)
+                 for v in row)
+
+
+def day_closed_rows(out) -> list[tuple]:
+    by_id = {}
+    for m in out["patrol-events"]:
+        if headers(m)["ce_type"].endswith(b"hotspot.day_closed"):
+            body = json.loads(m.value)
+            by_id[body["event_id"]] = _plain_row(tuple(body[c] for c in DAY_COLUMNS))
+    return sorted(by_id.values())
+
+
 def test_stream_equals_replay(broker, namespace, start_worker, tmp_path):
     records = day_records(seed=7)
-    expected = replay(write_jsonl(records, tmp_path / "day.jsonl"), HOTSPOTS)
+    hs = load_hotspots(HOTSPOTS)
+    schedule_path = tmp_path / "schedule.csv"
+    draw_schedule(hs.ids, first_day=DAY, days=1, seed=7).write_csv(schedule_path)
+    expected = replay(write_jsonl(records, tmp_path / "day.jsonl"), hs, schedule_path)
     want_visits = sorted(zip(expected.visits["officer_id"].tolist(), expected.visits["hotspot_id"].tolist(),
                              expected.visits["start"].tolist(), expected.visits["end"].tolist(),
                              expected.visits["fixes"].tolist()))
@@ -92,22 +120,28 @@ def test_stream_equals_replay(broker, namespace, start_worker, tmp_path):
     want_late = sorted(int(line) for line, reason in zip(expected.rejected["line"], expected.rejected["reason"])
                        if reason == "late")
     assert len(want_visits) > 50 and len(want_patrols) > 5 and want_late
+    want_days = sorted(_plain_row(r) for r in expected.hotspot_days.rows())
+    assert len(want_days) == 57
+    assert any(r[8] for r in want_days) and not all(r[8] for r in want_days if r[2])  # some met, some not
 
-    worker = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS))
+    worker = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), "--schedule", str(schedule_path))
     asyncio.run(produce(broker.bootstrap, namespace["prefix"] + "location-fixes", records))
 
     def done(out):
         return (len(visit_rows(out["dwell-intervals"])) >= len(want_visits)
-                and len({json.loads(m.value)["event_id"] for m in out["patrol-events"]}) >= len(want_patrols))
+                and len(patrol_bodies(out)) >= len(want_patrols)
+                and len(day_closed_rows(out)) >= len(want_days))
 
     out = asyncio.run(collect(broker.bootstrap, namespace["prefix"], done))
     assert worker.proc.poll() is None, worker.log()
 
     assert visit_rows(out["dwell-intervals"]) == want_visits
-    patrols = {json.loads(m.value)["event_id"]: json.loads(m.value) for m in out["patrol-events"]}
+    patrols = patrol_bodies(out)
     got_patrols = sorted((p["event_id"], p["officer_id"], p["hotspot_id"], p["start"], p["end"], p["duration_s"])
                          for p in patrols.values())
     assert got_patrols == want_patrols  # the same deterministic ids as the replay
+    # The evaluation table, row for row, from hotspot.day_closed events.
+    assert day_closed_rows(out) == want_days
     # Late fixes reach the dead-letter topic with their original bytes.
     line_of = {}
     per_partition = [0] * PARTITIONS
@@ -122,10 +156,18 @@ def test_stream_equals_replay(broker, namespace, start_worker, tmp_path):
         line = line_of[(int(headers(m)["source_partition"]), int(headers(m)["source_offset"]))]
         assert m.value == records[line - 1][1]
     # Every event validates against its JSON Schema and carries CloudEvents headers.
-    for kind, messages in (("visit.closed", out["dwell-intervals"]), ("patrol.completed", out["patrol-events"])):
-        for m in messages:
-            jsonschema.validate(json.loads(m.value), schema(kind))
-            h = headers(m)
-            assert h["ce_specversion"] == b"1.0" and h["ce_type"].endswith(kind.encode())
-            assert h["content-type"] == b"application/json" and m.key == json.loads(m.value)["hotspot_id"].encode()
+    kinds = set()
+    for m in out["dwell-intervals"] + out["patrol-events"]:
+        kind = event_type(m.headers)
+        kinds.add(kind)
+        jsonschema.validate(json.loads(m.value), schema(kind))
+        h = headers(m)
+        assert h["ce_specversion"] == b"1.0" and h["content-type"] == b"application/json" and h["ce_id"]
+        if kind != "partition.day_closed":
+            assert m.key == json.loads(m.value)["hotspot_id"].encode()
+    assert kinds == {"visit.closed", "patrol.completed", "hotspot.dosage_met", "hotspot.day_closed",
+                     "partition.day_closed"}
+    # dosage_met once per met scheduled hot spot-day (by id)
+    met = {json.loads(m.value)["hotspot_id"] for m in out["patrol-events"] if event_type(m.headers) == "hotspot.dosage_met"}
+    assert met == {r[1] for r in want_days if r[8]}
     assert worker.stop() == 0
