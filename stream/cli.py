@@ -126,9 +126,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stream.demo import run_replay_demo
+    if args.replay:
+        from stream.demo import run_replay_demo
 
-    return run_replay_demo(Path(args.out), officers=args.officers, seed=args.seed)
+        return run_replay_demo(Path(args.out), officers=args.officers, seed=args.seed)
+    from stream.live_demo import run_stream_demo
+
+    return run_stream_demo(Path(args.out), officers=args.officers, seed=args.seed, seconds=args.seconds)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -233,10 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to listen on (default: a free one)")
     p.set_defaults(func=cmd_broker)
 
-    p = sub.add_parser("demo", help="simulate a policing day over the Nottingham hot spots and replay it")
+    p = sub.add_parser("demo", help="stream a simulated policing day over the Nottingham hot spots, live")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--officers", type=int, default=8)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seconds", type=float, default=30.0, help="wall-clock seconds for the simulated day")
+    p.add_argument("--replay", action="store_true", help="replay the day from a file instead (no broker)")
     p.set_defaults(func=cmd_demo)
     return parser
 

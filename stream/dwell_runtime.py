@@ -24,7 +24,7 @@ from geo.hotspots import HotspotSet
 from kernels import reasons
 from stream.batches import FixBatch
 from stream.engine import RuleSettings
-from stream.events import dead_letter_headers, partition_day_mark, visit_events
+from stream.events import dead_letter_headers, partition_day_mark, visit_events, visit_opened_events
 from stream.policing_day import PolicingCalendar
 from stream.settings import WorkerSettings
 from stream.stage1 import OfficerTracker, TrackerOutput
@@ -121,8 +121,16 @@ class DwellRuntime:
         self.stats.fixes += len(batch)
         self.stats.skipped += out.skipped
         await self._send_visits(tracker, out.visits)
+        await self._send_opened(tracker, out.opened)
         await self._dead_letter(batch, out)
         return out
+
+    async def _send_opened(self, tracker: OfficerTracker, opened) -> None:
+        if opened is None or not len(opened.start_ms):
+            return
+        for key, value, headers in visit_opened_events(tracker.registry.ids_of(opened.officer),
+                                                       self._hotspot_ids[opened.hotspot], opened.start_ms):
+            await self._send(self.settings.topic("dwell-intervals"), key, value, None, None, headers)
 
     async def _send_visits(self, tracker: OfficerTracker, visits) -> None:
         if not len(visits.start_ms):

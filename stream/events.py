@@ -17,6 +17,7 @@ from stream.tables import EVENT_NAMESPACE, patrol_event_id, rfc3339_utc
 
 SOURCE = "urn:hotspot-dwell"
 TYPE_PREFIX = "org.hotspot-dwell."
+VISIT_OPENED = "visit.opened"
 VISIT_CLOSED = "visit.closed"
 # Control record on dwell-intervals: an input partition has closed a policing
 # day. Consumers of visits skip it by its ce_type.
@@ -82,6 +83,18 @@ def event_type(headers) -> str:
         if name == "ce_type":
             return value.decode().removeprefix(TYPE_PREFIX)
     return ""
+
+
+def visit_opened_events(officer_ids, hotspot_ids, start_ms) -> list[tuple[bytes, bytes, Headers]]:
+    """``visit.opened``: an officer has entered a hot spot (the live "who is there")."""
+    starts = rfc3339_utc(start_ms)
+    out = []
+    for o, h, s_ms, s_txt in zip(officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(), starts.tolist()):
+        vid = visit_id(o, h, s_ms)
+        body = {"visit_id": vid, "officer_id": o, "hotspot_id": h, "start": s_txt}
+        out.append((h.encode(), json.dumps(body, separators=(",", ":")).encode(),
+                    ce_headers(VISIT_OPENED, str(uuid.uuid5(EVENT_NAMESPACE, f"opened|{vid}")), s_txt, h)))
+    return out
 
 
 def dead_letter_headers(reason: str, topic: str, partition: int, offset: int) -> Headers:

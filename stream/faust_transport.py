@@ -29,9 +29,23 @@ class FastFetchTransport(faust_aiokafka.Transport):
 
 
 class DwellApp(faust.App):
-    """A Faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch."""
+    """A Faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch.
+
+    ``early_tasks`` start with the app, before its consumer group and table
+    recovery (``@app.task`` waits for both): the ingest stage has its own
+    group, and joining both at once halves the time to ready.
+    """
 
     fetch_max_wait_ms: int = 5
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.early_tasks: list = []
+
     def _new_transport(self):
         return FastFetchTransport(self.conf.broker_consumer, self)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for task in self.early_tasks:
+            self.add_future(task())

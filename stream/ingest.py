@@ -57,6 +57,7 @@ class Ingest:
         self._stopping = asyncio.Event()
         self.stats = IngestStats()
         self.consumer: AIOKafkaConsumer | None = None
+        self.ready = False  # the group has given this consumer its partitions
 
     async def run(self) -> None:
         s = self.settings
@@ -69,6 +70,7 @@ class Ingest:
         try:
             while not self._stopping.is_set():
                 records = await self.consumer.getmany(timeout_ms=100, max_records=s.ingest_max_records)
+                self.ready = bool(self.consumer.assignment())
                 if records:
                     await self._handle(records)
         finally:

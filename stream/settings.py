@@ -33,6 +33,7 @@ class WorkerSettings:
     topic_prefix: str = ""
     partitions: int = 4  # for topics the worker creates
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it
     state_dir: str = "hotspot-dwell-data"
     # Ingest: records per fetch and how long a fetch may wait (Faust's own
     # consumer waits 1.5 s, which would put a second on every fix's latency).

@@ -25,11 +25,12 @@ SNAPSHOT_VERSION = 1
 
 @dataclass(frozen=True)
 class TrackerOutput:
-    """What one batch produced: closed visits, rejected fixes (by input offset)."""
+    """What one batch produced: opened and closed visits, rejected fixes (by input offset)."""
 
     visits: Visits
     rejects: Rejects  # row = input offset
     skipped: int  # fixes already processed before (a re-sent batch)
+    opened: Visits | None = None  # visits still open that this batch opened (end = last inside fix so far)
 
 
 class OfficerTracker:
@@ -72,8 +73,18 @@ class OfficerTracker:
         lo, hi = int(fixes.ts_ms.min()), int(fixes.ts_ms.max())
         self.min_event_ms = lo if self.min_event_ms is None else min(self.min_event_ms, lo)
         self.max_event_ms = hi if self.max_event_ms is None else max(self.max_event_ms, hi)
+        before = self._open_keys()
         result = self.engine.step(fixes)
-        return TrackerOutput(result.visits, result.rejects, skipped)
+        now = self.engine.open_visits()
+        new = np.fromiter(((o, h, t) not in before for o, h, t in zip(now.officer.tolist(), now.hotspot.tolist(),
+                                                                        now.start_ms.tolist())),
+                          dtype=bool, count=len(now.start_ms))
+        return TrackerOutput(result.visits, result.rejects, skipped, Visits(*(a[new] for a in now)))
+
+    def _open_keys(self) -> set[tuple[int, int, int]]:
+        # Open visits are few (officers inside a hot spot right now).
+        v = self.engine.open_visits()
+        return set(zip(v.officer.tolist(), v.hotspot.tolist(), v.start_ms.tolist()))
 
     def close_day(self, boundary_ms: int) -> TrackerOutput:
         """The policing day ending at ``boundary_ms`` is over in this partition's event time.

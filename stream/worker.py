@@ -63,6 +63,11 @@ def run_worker(settings: WorkerSettings, loglevel: str = "warning") -> int:
     log.info("kernels ready in %.1f s", seconds)
     asyncio.run(ensure_topics(settings))
     app = build_app(settings, hotspots)
+    if settings.metrics_port:
+        from stream.metrics import serve
+
+        serve(app.dwell_runtime, app.ingest, settings.metrics_port, settings.metrics_host, app=app)
+        log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -64,3 +64,29 @@ def test_broker_command_prints_address_and_stops_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_broker_dies_with_a_parent_killed_by_sigkill():
+    code = ("import sys; from stream.broker import EmbeddedBroker; b = EmbeddedBroker().start(); "
+            "print(b.pid, flush=True); sys.stdin.read()")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    broker_pid = int(parent.stdout.readline())
+    os.kill(broker_pid, 0)  # running
+    parent.kill()
+    parent.wait()
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(broker_pid, 0)
+        except ProcessLookupError:
+            break
+        try:  # reap if it became our zombie (it is not our child; init reaps it)
+            os.waitpid(broker_pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the broker outlived its parent")

@@ -76,15 +76,38 @@ def test_bad_schedule_fails_with_file_line_and_problem(tmp_path, capsys):
     assert code == 2 and "s.csv: line 2" in err and "'NOPE' is not in the hot spot file" in err
 
 
-def test_console_script_runs_the_demo(tmp_path):
+def test_replay_demo(tmp_path, capsys):
+    assert main(["demo", "--replay", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "policing_day" in out and " all " in out
+    assert (tmp_path / "demo" / "compliance.csv").exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text.encode() in (d / "cmdline").read_bytes():
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.integration
+def test_streaming_demo_runs_a_day_and_leaves_no_process(tmp_path):
     exe = Path(sys.executable).parent / "hotspot-dwell"
     if not exe.exists():
         pytest.skip("console script not installed (run through make)")
-    proc = subprocess.run([str(exe), "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True,
+    out_dir = tmp_path / "demo"
+    proc = subprocess.run([str(exe), "demo", "--out", str(out_dir), "--seconds", "8"], capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "policing_day" in proc.stdout and " all " in proc.stdout
-    assert (tmp_path / "demo" / "compliance.csv").exists()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "worker ready in" in proc.stdout and " all " in proc.stdout and "policing day 2024-03-30 closed" in proc.stdout
+    assert (out_dir / "compliance_by_day.png").read_bytes()[:4] == b"\x89PNG"
+    port = proc.stdout.split("broker on 127.0.0.1:", 1)[1].split(";", 1)[0]
+    assert not _processes_mentioning(str(out_dir)) and not _processes_mentioning(f"127.0.0.1:{port}")
 
 
 def test_fix_the_crs_cannot_project_is_rejected_not_lost(tmp_path):

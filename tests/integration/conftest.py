@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import EmbeddedBroker
+from stream.broker import EmbeddedBroker, die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,11 +38,12 @@ def namespace():
 class WorkerProcess:
     """``hotspot-dwell worker`` in a subprocess, logging to a file."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, metrics_port: int) -> None:
         self.log_path = log_path
+        self.metrics_port = metrics_port
         self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", *args], cwd=REPO,
                                      stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=die_with_parent)
         self.started = time.monotonic()
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -55,6 +56,13 @@ class WorkerProcess:
                 self.proc.wait()
                 raise AssertionError(f"worker did not stop on SIGTERM within {timeout} s; log {self.log_path}")
         return self.proc.returncode
+
+    def wait_ready(self, timeout_s: float = 60.0) -> float:
+        """Seconds from process start until its metrics say ready."""
+        from stream.live_demo import wait_ready
+
+        wait_ready(self.metrics_port, self.proc, timeout_s)
+        return time.monotonic() - self.started
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -69,10 +77,11 @@ def start_worker(broker, namespace, tmp_path):
     workers: list[WorkerProcess] = []
 
     def start(hotspots: Path, *extra: str, name: str = "w") -> WorkerProcess:
+        port = free_port()
         args = ["--brokers", broker.bootstrap, "--hotspots", str(hotspots), "--topic-prefix", namespace["prefix"],
                 "--app-id", namespace["app_id"], "--state-dir", str(tmp_path / f"state-{name}-{len(workers)}"),
-                "--no-time-check", "--loglevel", "info", *extra]
-        w = WorkerProcess(args, tmp_path / f"{name}-{len(workers)}.log")
+                "--no-time-check", "--loglevel", "info", "--metrics-port", str(port), *extra]
+        w = WorkerProcess(args, tmp_path / f"{name}-{len(workers)}.log", port)
         workers.append(w)
         return w
 

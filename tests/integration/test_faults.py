@@ -70,20 +70,22 @@ def test_sigkill_mid_stream_loses_no_patrol_and_repeats_only_same_ids(broker, na
     topic = namespace["prefix"] + "location-fixes"
     half = len(records) // 2
     first = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="first")
+    # Start to ready (both consumer groups assigned) on the embedded broker.
+    assert first.wait_ready() < 10.0
     asyncio.run(produce(broker.bootstrap, topic, records[:half]))
     # Wait for real progress, then kill without warning.
     asyncio.run(collect(broker.bootstrap, namespace["prefix"] + "", lambda out: len(out["dwell-intervals"]) >= 20,
                         timeout_s=60))
     first.kill()
-    restarted_at = time.monotonic()
     second = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="second")
+    # Processing again within 30 s: the dead member has to time out first.
+    assert second.wait_ready() < 30.0
     asyncio.run(produce(broker.bootstrap, topic, records[half:]))
     out = asyncio.run(collect(broker.bootstrap, namespace["prefix"], until(want_visits, want_patrols)))
     assert visit_rows(out["dwell-intervals"]) == want_visits
     patrols, n_messages = patrol_rows(out["patrol-events"])
     assert patrols == want_patrols  # none lost; repeats (if any) carry the same id and body
     assert n_messages >= len(want_patrols)
-    assert time.monotonic() - restarted_at < 120
     assert second.stop() == 0
 
 
