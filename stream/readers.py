@@ -68,11 +68,11 @@ def _read(fh: io.BufferedIOBase, n: int, path) -> bytes:
         raise _TruncatedInput(str(exc)) from None
 
 
-def _chunks(fh: io.BufferedIOBase, chunk_bytes: int, path=None) -> Iterator[bytes]:
+def _chunks(fh: io.BufferedIOBase, chunk_bytes: int, path=None) -> Iterator[bytes | None]:
     """Blocks of whole lines (the last may lack a final newline).
 
-    A cut-off compressed file yields its whole lines, then raises
-    :class:`_TruncatedInput` (the partial last line is not used).
+    A cut-off compressed file yields its whole lines, then ``None`` (the
+    partial last line is not used).
     """
     rest = b""
     while True:
@@ -82,7 +82,8 @@ def _chunks(fh: io.BufferedIOBase, chunk_bytes: int, path=None) -> Iterator[byte
             cut = rest.rfind(b"\n")
             if cut >= 0:
                 yield rest[:cut + 1]
-            raise
+            yield None
+            return
         if not block:
             if rest:
                 yield rest
@@ -141,13 +142,8 @@ def read_csv(path: Path, registry: OfficerRegistry, opts: ReadOptions = ReadOpti
         cols = {c: names.index(c) for c in REQUIRED_COLUMNS}
         col_acc = names.index("accuracy_m") if "accuracy_m" in names else -1
         next_line = 2
-        blocks = _chunks(fh, opts.chunk_bytes, path)
-        while True:
-            try:
-                block = next(blocks)
-            except StopIteration:
-                return
-            except _TruncatedInput:
+        for block in _chunks(fh, opts.chunk_bytes, path):
+            if block is None:
                 yield FixColumns.empty(), _truncated_at(next_line)
                 return
             buf = np.frombuffer(block, dtype=np.uint8)
@@ -175,13 +171,8 @@ def read_json_lines(path: Path, registry: OfficerRegistry, opts: ReadOptions = R
     """Yield fix columns and rejects for each chunk of a JSON Lines file."""
     next_line = 1
     with _open_binary(path) as fh:
-        blocks = _chunks(fh, opts.chunk_bytes, path)
-        while True:
-            try:
-                block = next(blocks)
-            except StopIteration:
-                return
-            except _TruncatedInput:
+        for block in _chunks(fh, opts.chunk_bytes, path):
+            if block is None:
                 yield FixColumns.empty(), _truncated_at(next_line)
                 return
             lines = block.split(b"\n")
