@@ -114,15 +114,40 @@ def cmd_hotspots_build(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from stream.schedule import load_schedule
-    from stream.simulate import SimulationSettings, simulate_day, write_fixes_csv
+    from stream.simulate import SimulationSettings, simulate_day, write_fixes_csv, write_fixes_jsonl
 
     hs = _load_hotspots(args.hotspots, "EPSG:27700")
     sched = load_schedule(args.schedule, hs.ids) if args.schedule else None
     sim = simulate_day(hs, sched, dt.date.fromisoformat(args.day),
                        SimulationSettings(officers=args.officers, seed=args.seed))
-    write_fixes_csv(sim, args.out)
-    print(f"wrote {len(sim):,} fixes of {args.officers} officers to {args.out}")
+    if args.out:
+        (write_fixes_jsonl if args.out.endswith((".jsonl", ".ndjson")) else write_fixes_csv)(sim, args.out)
+        print(f"wrote {len(sim):,} fixes of {args.officers} officers to {args.out}")
+    if args.truth:
+        _write_truth(sim, hs, args.truth)
+        print(f"wrote the true visits (noise-free path) to {args.truth}")
+    if args.brokers:
+        import asyncio
+
+        from stream.producer import produce, records_of
+
+        topic = args.topic_prefix + "location-fixes"
+        n = asyncio.run(produce(args.brokers, topic, records_of(sim.officer_id, sim.ts_ms, sim.lat, sim.lon,
+                                                                 sim.accuracy_m), rate=args.rate))
+        print(f"produced {n:,} fixes to {topic} on {args.brokers}"
+              + (f" at {args.rate:,.0f} fixes/s" if args.rate else " as fast as possible"))
+    if not (args.out or args.brokers):
+        raise SystemExit("hotspot-dwell: error: give --out and/or --brokers")
     return 0
+
+
+def _write_truth(sim, hs, path) -> None:
+    from stream.accuracy import true_visits
+    from stream.fixes import OfficerRegistry
+    from stream.tables import visits_table
+
+    registry = OfficerRegistry()
+    visits_table(true_visits(sim, hs, registry), registry, hs).write_csv(path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -209,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--day", required=True, help="policing day, YYYY-MM-DD")
     p.add_argument("--officers", type=int, default=12)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--out", required=True, help="CSV of fixes")
+    p.add_argument("--out", help="file of fixes: .csv, or .jsonl for JSON Lines")
+    p.add_argument("--truth", help="CSV of the true visits (the noise-free path), beside the fixes")
+    p.add_argument("--brokers", help="produce the fixes to Kafka (location-fixes) instead of / as well as a file")
+    p.add_argument("--topic-prefix", default="")
+    p.add_argument("--rate", type=float, help="fixes per second to produce (default: as fast as possible)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("worker", help="run a streaming worker (Faust) against Kafka")

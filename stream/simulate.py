@@ -187,3 +187,12 @@ def write_fixes_csv(sim: SimulatedFixes, path: str) -> None:
         fh.write("officer_id,ts,lat,lon,accuracy_m\n")
         fh.writelines(f"{o},{t},{la:.6f},{lo:.6f},{a:g}\n"
                       for o, t, la, lo, a in zip(sim.officer_id, ts_text, sim.lat, sim.lon, sim.accuracy_m))
+
+
+def write_fixes_jsonl(sim: SimulatedFixes, path: str) -> None:
+    """Write fixes as JSON Lines, one message value per line (epoch ms times)."""
+    from stream.producer import fix_json
+
+    with open(path, "wb") as fh:
+        fh.writelines(fix_json(str(o), int(t), la, lo, a) + b"\n"
+                      for o, t, la, lo, a in zip(sim.officer_id, sim.ts_ms, sim.lat, sim.lon, sim.accuracy_m))

@@ -171,3 +171,32 @@ def test_stream_equals_replay(broker, namespace, start_worker, tmp_path):
     met = {json.loads(m.value)["hotspot_id"] for m in out["patrol-events"] if event_type(m.headers) == "hotspot.dosage_met"}
     assert met == {r[1] for r in want_days if r[8]}
     assert worker.stop() == 0
+
+
+def test_simulate_command_writes_truth_and_produces_to_kafka(broker, namespace, tmp_path):
+    from stream.cli import main
+
+    truth = tmp_path / "truth.csv"
+    out = tmp_path / "fixes.jsonl"
+    assert main(["simulate", "--hotspots", str(HOTSPOTS), "--day", DAY.isoformat(), "--officers", "2", "--out",
+                 str(out), "--truth", str(truth), "--brokers", broker.bootstrap, "--topic-prefix",
+                 namespace["prefix"], "--rate", "20000"]) == 0
+    n_lines = len(out.read_bytes().splitlines())
+    assert truth.read_text().startswith("officer_id,hotspot_id,start,end,duration_s,fixes\n")
+
+    async def count():
+        consumer = AIOKafkaConsumer(namespace["prefix"] + "location-fixes", bootstrap_servers=broker.bootstrap,
+                                    auto_offset_reset="earliest", group_id=namespace["prefix"] + "count",
+                                    session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        await consumer.start()
+        values = []
+        try:
+            while len(values) < n_lines:
+                batch = await consumer.getmany(timeout_ms=5000)
+                assert batch, f"only {len(values)} of {n_lines} records"
+                values += [m.value for msgs in batch.values() for m in msgs]
+        finally:
+            await consumer.stop()
+        return values
+
+    assert sorted(asyncio.run(count())) == sorted(out.read_bytes().splitlines())
