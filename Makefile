@@ -31,6 +31,8 @@ test-integration: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_locate.py
 	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_accuracy.py
+	$(PY) benchmarks/bench_stream.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
