@@ -24,7 +24,7 @@ from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
 from stream.schedule import load_schedule
 from stream.settings import WorkerSettings
-from stream.stage2 import PresenceModel, VisitMessage, day_key, marks_key
+from stream.stage2 import PresenceModel, VisitMessage, day_key, fold_mark, marks_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
         broker_rebalance_timeout=20.0,
         broker_commit_interval=0.5,
         table_standby_replicas=0,
+        # An unexpected error stops the worker rather than restarting one
+        # agent with half-advanced state: a restart recovers exactly from the
+        # last checkpoint and committed offsets.
+        agent_supervisor="mode.CrashingSupervisor",
         # Events past the last checkpoint are left unacked on purpose (the
         # next owner re-reads them); shutdown must not wait for their acks.
         stream_wait_empty=False,
@@ -91,75 +95,97 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     @app.agent(fix_batches, name="track_dwell")
     async def track_dwell(stream):
         manual = stream.noack()
-        pending: dict[int, list] = {}
         async for event in manual.events():
             p = event.message.partition
             tracker = runtime.tracker(p, checkpoints)
             try:
-                batch = FixBatch.decode(event.value)
-            except BatchFormatError as exc:
+                batch = FixBatch.decode(event.value or b"")
+            except (BatchFormatError, ValueError) as exc:
+                # Not ours (another producer on an internal topic): skipped, logged.
                 log.error("fix-batches partition %d offset %d: %s", p, event.message.offset, exc)
             else:
                 await runtime.handle(tracker, batch)
                 await runtime.close_day_if_due(tracker)
-            pending.setdefault(p, []).append(event)
+            if runtime.trackers.get(p) is not tracker:
+                continue  # revoked while we awaited: the next owner re-reads from the checkpoint
+            runtime.pending.setdefault(p, []).append(event)
             if runtime.checkpoint_due(p):
+                await runtime.flush_outputs()  # a checkpoint never includes an output that was lost
+                if runtime.trackers.get(p) is not tracker:
+                    continue
                 runtime.write_checkpoint(p, checkpoints)
-                for done in pending.pop(p):
+                for done in runtime.pending.pop(p, []):
                     await manual.ack(done)
 
     @app.agent(presence_inputs, name="track_presence")
     async def track_presence(stream):
         async for event in stream.events():
             q = event.message.partition
-            kind = event_type(event.message.headers)
-            if kind == PARTITION_DAY_CLOSED:
-                await _on_mark(event.value, q)
-            elif kind == VISIT_CLOSED:
-                await _on_visit(event.value, q)
+            kind = "?"
+            try:
+                kind = event_type(event.message.headers)
+                if kind == PARTITION_DAY_CLOSED:
+                    await _on_mark(event.value, q)
+                elif kind == VISIT_CLOSED:
+                    await _on_visit(event.value, q)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # A record this engine did not write: skipped, logged, never a crash.
+                log.error("dwell-intervals partition %d offset %d: unreadable %s record: %r", q,
+                          event.message.offset, kind, exc)
+
+    async def _send_acked(topic, key, value, headers) -> None:
+        # Stage 2 remembers what it sent (dosage_met, closed days) in its
+        # table: the event must be delivered before the table says so.
+        await (await send(topic, key, value, None, None, headers))
 
     async def _on_visit(value: bytes, q: int) -> None:
-        try:
-            visit = VisitMessage.from_json(value)
-        except (ValueError, KeyError) as exc:
-            log.error("dwell-intervals: not a visit: %s", exc)
-            return
+        visit = VisitMessage.from_json(value)
+        marks = json.loads(presence.get(marks_key(q)) or b"{}")
         for day in model.days_of(visit):
-            marks = presence.get(marks_key(q, day))
-            if marks and json.loads(marks).get("closed"):
+            if day.isoformat() in marks.get("closed", ()):
                 log.warning("visit %s arrived after %s closed; not counted", visit.visit_id, day)
                 continue
             state, events = model.add_visit(presence.get(day_key(visit.hotspot_id, day)), visit, day)
             presence[day_key(visit.hotspot_id, day)] = state
             for key, body, headers in events:
-                await send(settings.topic("patrol-events"), key, body, None, None, headers)
+                await _send_acked(settings.topic("patrol-events"), key, body, headers)
 
     async def _on_mark(value: bytes, q: int) -> None:
         mark = json.loads(value)
         day = dt.date.fromisoformat(mark["policing_day"])
-        doc = json.loads(presence.get(marks_key(q, day)) or b'{"sources": [], "closed": false}')
-        if doc["closed"]:
-            return
-        doc["sources"] = sorted(set(doc["sources"]) | {int(mark["source_partition"])})
-        if len(doc["sources"]) == settings.partitions:
-            keys = [(h, day_key(h, day)) for h in owned_by[q]]
+        source = int(mark["source_partition"])
+        if not 0 <= source < settings.partitions:
+            raise ValueError(f"mark from input partition {source}, outside 0..{settings.partitions - 1}")
+        doc = json.loads(presence.get(marks_key(q)) or b"{}")
+        for closing in fold_mark(doc, source, day, bool(mark.get("had_visits")), settings.partitions):
+            keys = [(h, day_key(h, closing)) for h in owned_by[q]]
             keys = [(h, k) for h, k in keys if presence.get(k) is not None]
-            docs = [(h, json.loads(presence[k])) for h, k in keys]
-            for key, body, headers in model.close_day(docs, day, owned_by[q]):
-                await send(settings.topic("patrol-events"), key, body, None, None, headers)
+            # Rows for the days the replay has: scheduled days and days with visits.
+            if keys or doc["days"].get(closing.isoformat()) or model.scheduled_on(closing):
+                docs = [(h, json.loads(presence[k])) for h, k in keys]
+                for key, body, headers in model.close_day(docs, closing, owned_by[q]):
+                    await _send_acked(settings.topic("patrol-events"), key, body, headers)
             for _, k in keys:
                 del presence[k]  # the day is out: its state goes, so memory stays bounded
-            doc["closed"] = True
-        presence[marks_key(q, day)] = json.dumps(doc).encode()
+            doc["closed"] = (doc["closed"] + [closing.isoformat()])[-366:]
+            doc["days"].pop(closing.isoformat(), None)
+        presence[marks_key(q)] = json.dumps(doc).encode()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):
         runtime.forget({tp.partition for tp in revoked if tp.topic == settings.topic("fix-batches")})
 
-    ingest = Ingest(settings, send=send, flush=lambda: app.producer.flush())
+    ingest = Ingest(settings, send=send)
     app.ingest = ingest
 
-    app.early_tasks.append(ingest.run)
+    async def run_ingest() -> None:
+        try:
+            await ingest.run()
+        except Exception as exc:  # the whole worker stops; its restart resumes from committed offsets
+            log.exception("ingest failed")
+            await app.crash(exc)
+
+    app.early_tasks.append(run_ingest)
 
     @app.on_before_shutdown.connect
     def stop_ingest(app_, **kwargs):

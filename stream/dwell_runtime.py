@@ -11,7 +11,9 @@ exact, outputs are at-least-once with the same ids.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -52,8 +54,10 @@ def manifest_key(partition: int) -> bytes:
     return f"p{partition}".encode()
 
 
-def chunk_key(partition: int, i: int) -> bytes:
-    return f"p{partition}/{i}".encode()
+def chunk_key(partition: int, generation: int, i: int) -> bytes:
+    # Two generations alternate: a checkpoint cut short by a crash never
+    # overwrites the pieces of the last complete one, which its manifest names.
+    return f"p{partition}/g{generation}/{i}".encode()
 
 
 class DwellRuntime:
@@ -67,6 +71,11 @@ class DwellRuntime:
         self._send = send
         self.trackers: dict[int, OfficerTracker] = {}
         self._last_checkpoint: dict[int, float] = {}
+        self._generation: dict[int, int] = {}
+        # Events of each partition processed since its last checkpoint; acked
+        # when the next checkpoint includes them.
+        self.pending: dict[int, list] = {}
+        self._inflight: list = []  # send futures not yet known delivered
         self.stats = Stage1Stats(rejected={})
         self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
 
@@ -86,9 +95,11 @@ class DwellRuntime:
         if not manifest:
             return None
         meta = json.loads(manifest)
-        data = b"".join(table[chunk_key(partition, i)] for i in range(meta["chunks"]))
-        if len(data) != meta["bytes"]:
-            raise RuntimeError(f"checkpoint of partition {partition} is incomplete ({len(data)} of {meta['bytes']})")
+        gen = int(meta["generation"])
+        data = b"".join(table.get(chunk_key(partition, gen, i)) or b"" for i in range(meta["chunks"]))
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise RuntimeError(f"checkpoint of partition {partition} (generation {gen}) does not match its manifest")
+        self._generation[partition] = gen
         tracker = OfficerTracker.restore(data, self.hotspots, self.rules)
         log.info("partition %d restored from checkpoint at input offset %d", partition, tracker.last_offset)
         return tracker
@@ -96,24 +107,43 @@ class DwellRuntime:
     def checkpoint_due(self, partition: int) -> bool:
         return time.monotonic() - self._last_checkpoint.get(partition, 0.0) >= self.settings.checkpoint_interval_s
 
+    async def flush_outputs(self) -> None:
+        """Wait until every output sent so far is acknowledged (raises if one failed)."""
+        inflight, self._inflight = self._inflight, []
+        if inflight:
+            await asyncio.gather(*inflight)
+
     def write_checkpoint(self, partition: int, table) -> None:
-        """Snapshot the partition into the table; call inside the stream iteration of that partition."""
+        """Snapshot the partition into the table; call inside the stream iteration of that partition,
+        after :meth:`flush_outputs`, so a checkpoint never includes outputs that were lost."""
         data = self.trackers[partition].snapshot()
+        gen = 1 - self._generation.get(partition, 1)
         chunks = [data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
         for i, piece in enumerate(chunks):
-            table[chunk_key(partition, i)] = piece
-        # The manifest goes last: a reader never sees it before its pieces.
-        table[manifest_key(partition)] = json.dumps({"chunks": len(chunks), "bytes": len(data)}).encode()
+            table[chunk_key(partition, gen, i)] = piece
+        # The manifest goes last, on the same changelog partition, so it is
+        # never seen before its pieces.
+        table[manifest_key(partition)] = json.dumps({"generation": gen, "chunks": len(chunks), "bytes": len(data),
+                                                     "sha256": hashlib.sha256(data).hexdigest()}).encode()
+        i = len(chunks)
+        while table.get(chunk_key(partition, gen, i)) is not None:  # pieces of an older, longer snapshot
+            del table[chunk_key(partition, gen, i)]
+            i += 1
+        self._generation[partition] = gen
         self._last_checkpoint[partition] = time.monotonic()
         self.stats.checkpoints += 1
 
     def forget(self, partitions) -> None:
-        """Partitions revoked: their state lives on in the checkpoints."""
+        """Partitions revoked: their state lives on in the checkpoints; unacked events are re-read."""
         for p in partitions:
             self.trackers.pop(p, None)
             self._last_checkpoint.pop(p, None)
+            self.pending.pop(p, None)
 
     # -- one batch ----------------------------------------------------------------------
+
+    async def send(self, topic, key, value, partition, timestamp, headers) -> None:
+        self._inflight.append(await self._send(topic, key, value, partition, timestamp, headers))
 
     async def handle(self, tracker: OfficerTracker, batch: FixBatch) -> TrackerOutput:
         out = tracker.step(batch)
@@ -130,16 +160,20 @@ class DwellRuntime:
             return
         for key, value, headers in visit_opened_events(tracker.registry.ids_of(opened.officer),
                                                        self._hotspot_ids[opened.hotspot], opened.start_ms):
-            await self._send(self.settings.topic("dwell-intervals"), key, value, None, None, headers)
+            await self.send(self.settings.topic("dwell-intervals"), key, value, None, None, headers)
 
     async def _send_visits(self, tracker: OfficerTracker, visits) -> None:
         if not len(visits.start_ms):
             return
+        for start, end in zip(visits.start_ms.tolist(), visits.end_ms.tolist()):
+            first, last = self.calendar.day_of_ms(start), self.calendar.day_of_ms(end)
+            for k in range((last - first).days + 1):
+                tracker.visit_days.add((first + dt.timedelta(days=k)).isoformat())
         officers = tracker.registry.ids_of(visits.officer)
         hotspot_ids = self._hotspot_ids[visits.hotspot]
         for kind, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
                                                       visits.n_fixes, self.rules.min_patrol_s):
-            await self._send(self.settings.topic(kind), key, value, None, None, headers)
+            await self.send(self.settings.topic(kind), key, value, None, None, headers)
             if kind == "patrol-events":
                 self.stats.patrols += 1
             else:
@@ -158,28 +192,46 @@ class DwellRuntime:
                 key = batch.ids_blob[batch.officer_start[i]:batch.officer_end[i]].tobytes()
             else:  # not in this batch (held in the reorder buffer): rebuild it
                 value, key = json.dumps({"source_offset": offset}).encode(), None
-            await self._send(self.settings.topic("location-fixes-dead-letter"), key, value, None, None,
+            await self.send(self.settings.topic("location-fixes-dead-letter"), key, value, None, None,
                              dead_letter_headers(name, self.settings.topic("location-fixes"), batch.partition,
                                                  offset))
 
     async def close_day_if_due(self, tracker: OfficerTracker) -> None:
-        """Close the policing days the partition's event time has passed by the grace."""
+        """Close the policing days the partition's event time has passed by the grace.
+
+        Marks are cumulative ("this input partition has closed every day up
+        to this one") and say whether the partition had visits in the day, so
+        stage 2 emits rows for the same days as the replay: scheduled days
+        and days with visits.
+        """
         if tracker.max_event_ms is None:
             return
+        grace_ms = self.settings.day_close_grace_s * 1000
         if tracker.next_day_close_ms is None:
             tracker.next_day_close_ms = self._day_end_after(tracker.min_event_ms)
-        grace_ms = self.settings.day_close_grace_s * 1000
+            # Days wholly before this partition's first fix are closed for it.
+            first_day = self.calendar.day_of_ms(tracker.min_event_ms)
+            await self._mark(tracker, first_day - dt.timedelta(days=1), had_visits=False)
         while tracker.max_event_ms >= tracker.next_day_close_ms + grace_ms:
-            out = tracker.close_day(tracker.next_day_close_ms)
-            await self._send_visits(tracker, out.visits)
-            # Tell every stage-2 partition, in band after this partition's
-            # visits (so it cannot overtake them), that this input partition
-            # is done with the day; the day closes when all have said so.
+            if tracker.released_for_ms != tracker.next_day_close_ms:  # once per boundary
+                out = tracker.close_day(tracker.next_day_close_ms)
+                await self._send_visits(tracker, out.visits)
+                tracker.released_for_ms = tracker.next_day_close_ms
+            if np.any(tracker.open_visits().start_ms < tracker.next_day_close_ms):
+                # A visit that began in the day is still going on: the day's
+                # mark waits until it closes, so the day counts all of it.
+                return
             day = self.calendar.day_of_ms(tracker.next_day_close_ms - 1)
-            for q in range(self.settings.partitions):
-                key, value, headers = partition_day_mark(tracker.partition, day)
-                await self._send(self.settings.topic("dwell-intervals"), key, value, q, None, headers)
+            await self._mark(tracker, day, had_visits=day.isoformat() in tracker.visit_days)
+            tracker.visit_days.discard(day.isoformat())
             tracker.next_day_close_ms = self._day_end_after(tracker.next_day_close_ms)
+
+    async def _mark(self, tracker: OfficerTracker, day: dt.date, had_visits: bool) -> None:
+        # In band on every dwell-intervals partition, after this partition's
+        # visits, so a mark can never overtake them.
+        for q in range(self.settings.partitions):
+            key, value, headers = partition_day_mark(tracker.partition, day, had_visits)
+            await self.send(self.settings.topic("dwell-intervals"), key, value, q, None, headers)
 
     def _day_end_after(self, ts_ms: int) -> int:
         day = self.calendar.day_of_ms(ts_ms)

@@ -70,8 +70,9 @@ def visit_events(officer_ids: np.ndarray, hotspot_ids: np.ndarray, start_ms: np.
     return out
 
 
-def partition_day_mark(source_partition: int, day) -> tuple[bytes, bytes, Headers]:
-    body = {"source_partition": source_partition, "policing_day": day.isoformat()}
+def partition_day_mark(source_partition: int, day, had_visits: bool) -> tuple[bytes, bytes, Headers]:
+    """The input partition has closed every policing day up to ``day``."""
+    body = {"source_partition": source_partition, "policing_day": day.isoformat(), "had_visits": bool(had_visits)}
     eid = str(uuid.uuid5(EVENT_NAMESPACE, f"{PARTITION_DAY_CLOSED}|{source_partition}|{day.isoformat()}"))
     return (b"", json.dumps(body, separators=(",", ":")).encode(),
             ce_headers(PARTITION_DAY_CLOSED, eid, day.isoformat() + "T00:00:00Z", str(source_partition)))
@@ -81,7 +82,7 @@ def event_type(headers) -> str:
     """The event type (without prefix) from a record's CloudEvents headers, or ''."""
     for name, value in headers or ():
         if name == "ce_type":
-            return value.decode().removeprefix(TYPE_PREFIX)
+            return value.decode("utf-8", "replace").removeprefix(TYPE_PREFIX)
     return ""
 
 

@@ -15,6 +15,7 @@ from kernels import reasons
 # Default plausibility bounds for replay: a fix outside them has a broken clock.
 DEFAULT_TIME_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 DEFAULT_TIME_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+MAX_ID_CHARS = 64  # no radio or app id is longer; a longer one is malformed
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,22 @@ class OfficerRegistry:
         return np.fromiter((self.code_of(o) for o in officer_ids), dtype=np.int64, count=len(officer_ids))
 
     def export_state(self) -> dict[str, np.ndarray]:
-        return {"officer_ids": np.array(self._ids, dtype=str), "officer_hashes": self._hashes,
-                "officer_hash_codes": self._hash_codes}
+        # One UTF-8 blob and offsets: a fixed-width string array would pad
+        # every id to the longest one.
+        encoded = [o.encode("utf-8") for o in self._ids]
+        offsets = np.zeros(len(encoded) + 1, np.int64)
+        if encoded:
+            np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return {"officer_id_blob": np.frombuffer(b"".join(encoded), np.uint8), "officer_id_offsets": offsets,
+                "officer_hashes": self._hashes, "officer_hash_codes": self._hash_codes}
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray]) -> "OfficerRegistry":
         reg = cls()
-        for officer in arrays["officer_ids"].tolist():
-            reg.code_of(officer)
+        blob = arrays["officer_id_blob"].tobytes()
+        offsets = arrays["officer_id_offsets"].tolist()
+        for a, b in zip(offsets[:-1], offsets[1:]):
+            reg.code_of(blob[a:b].decode("utf-8"))
         reg._hashes = np.array(arrays["officer_hashes"], dtype=np.uint64)
         reg._hash_codes = np.array(arrays["officer_hash_codes"], dtype=np.int64)
         return reg
@@ -136,7 +145,8 @@ class OfficerRegistry:
         """Codes for hashed ids; ``buf[start[i]:end[i]]`` are the id bytes of row i.
 
         ``quoted`` marks CSV ids that were quoted (``""`` stands for ``"``).
-        Rows whose id is not valid UTF-8 get code -1: the caller rejects them.
+        Rows whose id is not valid UTF-8 or longer than ``MAX_ID_CHARS`` get
+        code -1: the caller rejects them.
         """
         uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         pos = np.searchsorted(self._hashes, uniq)
@@ -158,6 +168,9 @@ class OfficerRegistry:
                     continue
                 if quoted is not None and quoted[r]:
                     officer = officer.replace('""', '"')
+                if len(officer) > MAX_ID_CHARS:
+                    codes[j] = -1
+                    continue
                 codes[j] = self.code_of(officer)
                 added.append(j)
             added = np.asarray(added, dtype=np.int64)

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 Send = Callable[..., Awaitable]
 
+# Kafka brokers refuse messages over about 1 MB by default.
+MAX_BATCH_BYTES = 900_000
+
 
 @dataclass
 class IngestStats:
@@ -48,11 +51,9 @@ def time_bounds_ms(settings: WorkerSettings, now_s: float | None = None) -> tupl
 class Ingest:
     """Runs the ingest loop until :meth:`stop`; ``send`` is the app producer's send."""
 
-    def __init__(self, settings: WorkerSettings, send: Send, flush: Callable[[], Awaitable],
-                 consumer_kwargs: dict | None = None) -> None:
+    def __init__(self, settings: WorkerSettings, send: Send, consumer_kwargs: dict | None = None) -> None:
         self.settings = settings
         self._send = send
-        self._flush = flush
         self._consumer_kwargs = consumer_kwargs or {}
         self._stopping = asyncio.Event()
         self.stats = IngestStats()
@@ -84,24 +85,40 @@ class Ingest:
         lo, hi = time_bounds_ms(s)
         source = s.topic("location-fixes")
         offsets = {}
+        futures = []
         for tp, msgs in records.items():
-            batch, bad, reason = build_batch(tp.partition, [m.offset for m in msgs], [m.value or b"" for m in msgs],
-                                             time_min_ms=lo, time_max_ms=hi)
-            for i, code in zip(bad.tolist(), reason.tolist()):
-                m = msgs[i]
-                await self._send(s.topic("location-fixes-dead-letter"), m.key, m.value, None, None,
-                                 dead_letter_headers(REASON_NAMES[code], source, tp.partition, m.offset))
-            self.stats.dead_letters += len(bad)
-            if len(batch):
-                await self._send(s.topic("fix-batches"), f"p{tp.partition}".encode(), batch.encode(), tp.partition,
-                                 None, None)
+            for part in self._encoded_parts(tp.partition, msgs, lo, hi, futures, source):
+                futures.append(await self._send(s.topic("fix-batches"), f"p{tp.partition}".encode(), part,
+                                                tp.partition, None, None))
                 self.stats.batches += 1
             self.stats.records += len(msgs)
             offsets[tp] = msgs[-1].offset + 1
-        await self._flush()  # every write acked before the offsets move on
+        # Every write acknowledged (a failure raises and stops the worker)
+        # before the offsets move on.
+        await asyncio.gather(*futures)
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions: the new owner re-reads from the
             # last commit and stage 1 skips what it already has.
             log.warning("ingest commit failed (%s); the records will be read again", exc)
+
+    def _encoded_parts(self, partition, msgs, lo, hi, futures, source) -> list[bytes]:
+        """fix-batches messages for a chunk, halved until each is under MAX_BATCH_BYTES."""
+        batch, bad, reason = build_batch(partition, [m.offset for m in msgs], [m.value or b"" for m in msgs],
+                                         time_min_ms=lo, time_max_ms=hi)
+        data = batch.encode() if len(batch) else b""
+        if len(data) > MAX_BATCH_BYTES and len(msgs) > 1:
+            half = len(msgs) // 2
+            return (self._encoded_parts(partition, msgs[:half], lo, hi, futures, source)
+                    + self._encoded_parts(partition, msgs[half:], lo, hi, futures, source))
+        for i, code in zip(bad.tolist(), reason.tolist()):
+            m = msgs[i]
+            futures.append(self._dead_letter(m, partition, REASON_NAMES[code], source))
+        self.stats.dead_letters += len(bad)
+        return [data] if data else []
+
+    async def _dead_letter(self, m, partition, reason, source):
+        fut = await self._send(self.settings.topic("location-fixes-dead-letter"), m.key, m.value, None, None,
+                               dead_letter_headers(reason, source, partition, m.offset))
+        return await fut

@@ -13,6 +13,7 @@ import numpy as np
 
 from kernels import reasons
 from kernels.textparse import parse_times
+from stream.fixes import MAX_ID_CHARS
 
 
 class FixRecord(msgspec.Struct):
@@ -89,6 +90,9 @@ def decode_records(values: Sequence[bytes]) -> DecodedRecords:
         officer = str(rec.officer_id).strip(ID_TRIM)
         if not officer:
             out.status[i] = reasons.MISSING_FIELD
+            continue
+        if len(officer) > MAX_ID_CHARS:
+            out.status[i] = reasons.MALFORMED
             continue
         out.officer_ids[i] = officer
         ts = rec.ts

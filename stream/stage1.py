@@ -57,6 +57,8 @@ class OfficerTracker:
         self.min_event_ms: int | None = None
         self.max_event_ms: int | None = None
         self.next_day_close_ms: int | None = None
+        self.released_for_ms: int | None = None  # the day end whose buffers were released
+        self.visit_days: set[str] = set()  # policing days (ISO) with visits, not yet marked closed
 
     def step(self, batch: FixBatch) -> TrackerOutput:
         fresh = batch.offset > self.last_offset
@@ -108,7 +110,9 @@ class OfficerTracker:
         arrays = {"version": np.array([SNAPSHOT_VERSION]), "partition": np.array([self.partition]),
                   "last_offset": np.array([self.last_offset]),
                   "event_ms": np.array([none if v is None else v for v in
-                                        (self.min_event_ms, self.max_event_ms, self.next_day_close_ms)], np.int64)}
+                                        (self.min_event_ms, self.max_event_ms, self.next_day_close_ms,
+                                         self.released_for_ms)], np.int64)}
+        arrays["visit_days"] = np.array(sorted(self.visit_days), dtype="U10")
         arrays.update(self.registry.export_state())
         arrays.update(self.engine.export_state())
         buf = io.BytesIO()
@@ -124,7 +128,8 @@ class OfficerTracker:
         tracker = cls(hotspots, rules, int(arrays["partition"][0]))
         tracker.last_offset = int(arrays["last_offset"][0])
         ev = [None if v == -(2**63) else int(v) for v in arrays["event_ms"].tolist()]
-        tracker.min_event_ms, tracker.max_event_ms, tracker.next_day_close_ms = ev
+        tracker.min_event_ms, tracker.max_event_ms, tracker.next_day_close_ms, tracker.released_for_ms = ev
+        tracker.visit_days = set(arrays["visit_days"].tolist())
         tracker.registry = OfficerRegistry.from_state(arrays)
         tracker.engine.import_state(arrays)
         return tracker

@@ -33,9 +33,29 @@ def day_key(hotspot_id: str, day: dt.date) -> bytes:
     return f"{hotspot_id}|{day.isoformat()}".encode()
 
 
-def marks_key(partition: int, day: dt.date) -> bytes:
+def marks_key(partition: int) -> bytes:
     # Per partition: a worker's table holds the keys of all its partitions.
-    return f"marks|{partition}|{day.isoformat()}".encode()
+    return f"marks|{partition}".encode()
+
+
+def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources: int) -> list[dt.date]:
+    """Fold a cumulative mark into a partition's marks document.
+
+    Returns the days that are now closed everywhere (every input partition
+    has closed them) and were not closed before, oldest first; the caller
+    emits their rows and records them in ``doc["closed"]``.
+    """
+    through = doc.setdefault("through", {})
+    key = str(source)
+    if key not in through or through[key] < day.isoformat():
+        through[key] = day.isoformat()
+    days = doc.setdefault("days", {})
+    days[day.isoformat()] = bool(days.get(day.isoformat())) or bool(had_visits)
+    if len(through) < n_sources:
+        return []
+    everywhere = min(through.values())
+    closed = set(doc.setdefault("closed", []))
+    return [dt.date.fromisoformat(d) for d in sorted(days) if d <= everywhere and d not in closed]
 
 
 def event_id(kind: str, hotspot_id: str, day: dt.date) -> str:
@@ -69,6 +89,9 @@ class PresenceModel:
         self.calendar = calendar
         self.min_patrol_s = min_patrol_s
         self._entries = schedule.by_key() if schedule else {}
+
+    def scheduled_on(self, day: dt.date) -> bool:
+        return any(d == day for d, _ in self._entries)
 
     def days_of(self, visit: VisitMessage) -> list[dt.date]:
         """Policing days a visit overlaps (split at the local day start)."""

@@ -172,3 +172,13 @@ def test_officer_ids_that_are_not_utf8_are_malformed_not_merged(tmp_path):
                      b"ok,1709560800000,52.9,-1.1\n")
     rows, officers, bad, _ = _read_all(path)
     assert officers == ["ok"] and bad == {2: "malformed", 3: "malformed"}
+
+
+def test_officer_ids_longer_than_64_characters_are_malformed(tmp_path):
+    long_id = "x" * 65
+    csv_path = tmp_path / "f.csv"
+    csv_path.write_text(f"officer_id,ts,lat,lon\n{long_id},1709560800000,52.9,-1.1\nok,1709560800000,52.9,-1.1\n")
+    json_path = tmp_path / "f.jsonl"
+    json_path.write_text(f'{{"officer_id": "{long_id}", "ts": 1709560800000, "lat": 52.9, "lon": -1.1}}\n')
+    assert _read_all(csv_path)[2] == {2: "malformed"}
+    assert _read_all(json_path)[2] == {1: "malformed"}

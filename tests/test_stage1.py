@@ -79,3 +79,55 @@ def test_batches_through_the_tracker_equal_the_replay(tmp_path_factory, seed, st
                                                              result.rejected["reason"].tolist())
                        if reason in names.values()}
     assert ordering_rejects == replay_ordering
+
+
+def _runtime_with_state(tmp_path):
+    from stream.dwell_runtime import DwellRuntime
+    from stream.settings import WorkerSettings
+
+    hs = test_hotspots()
+    runtime = DwellRuntime(WorkerSettings(), hs, send=None)
+    path = tmp_path / "fixes.csv"
+    write_trouble_csv(path, 3, STARTS[2], 3, 200, 90.0)
+    values = _json_values(path)
+    table: dict = {}
+    tracker = runtime.tracker(0, table)
+    batch, _, _ = build_batch(0, list(range(len(values))), values, time_min_ms=0, time_max_ms=2**62)
+    tracker.step(batch)
+    return runtime, table, tracker, hs
+
+
+def test_a_checkpoint_cut_short_leaves_the_previous_one_restorable(tmp_path):
+    import stream.dwell_runtime as dr
+
+    runtime, table, tracker, hs = _runtime_with_state(tmp_path)
+    old_chunk_bytes = dr.CHUNK_BYTES
+    dr.CHUNK_BYTES = 1000  # many pieces
+    try:
+        runtime.write_checkpoint(0, table)
+        complete = tracker.snapshot()
+        tracker.last_offset += 1000  # state moves on ...
+        newer = tracker.snapshot()
+        # ... and a crash lands only the first pieces of the next checkpoint.
+        gen = 1 - runtime._generation[0]
+        for i in range(2):
+            table[dr.chunk_key(0, gen, i)] = newer[i * 1000:(i + 1) * 1000]
+    finally:
+        dr.CHUNK_BYTES = old_chunk_bytes
+    runtime.forget([0])
+    restored = runtime.tracker(0, table)
+    assert restored.snapshot() == complete
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error_not_a_wrong_state(tmp_path):
+    import pytest
+
+    import stream.dwell_runtime as dr
+
+    runtime, table, tracker, hs = _runtime_with_state(tmp_path)
+    runtime.write_checkpoint(0, table)
+    key = dr.chunk_key(0, runtime._generation[0], 0)
+    table[key] = b"x" + table[key][1:]
+    runtime.forget([0])
+    with pytest.raises(RuntimeError, match="does not match its manifest"):
+        runtime.tracker(0, table)

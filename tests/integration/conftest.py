@@ -38,12 +38,13 @@ def namespace():
 class WorkerProcess:
     """``hotspot-dwell worker`` in a subprocess, logging to a file."""
 
-    def __init__(self, args: list[str], log_path: Path, metrics_port: int) -> None:
+    def __init__(self, args: list[str], log_path: Path, metrics_port: int, env: dict | None = None) -> None:
         self.log_path = log_path
         self.metrics_port = metrics_port
         self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", *args], cwd=REPO,
                                      stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=die_with_parent)
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+                                     preexec_fn=die_with_parent)
         self.started = time.monotonic()
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -76,12 +77,12 @@ class WorkerProcess:
 def start_worker(broker, namespace, tmp_path):
     workers: list[WorkerProcess] = []
 
-    def start(hotspots: Path, *extra: str, name: str = "w") -> WorkerProcess:
+    def start(hotspots: Path, *extra: str, name: str = "w", env: dict | None = None) -> WorkerProcess:
         port = free_port()
         args = ["--brokers", broker.bootstrap, "--hotspots", str(hotspots), "--topic-prefix", namespace["prefix"],
                 "--app-id", namespace["app_id"], "--state-dir", str(tmp_path / f"state-{name}-{len(workers)}"),
                 "--no-time-check", "--loglevel", "info", "--metrics-port", str(port), *extra]
-        w = WorkerProcess(args, tmp_path / f"{name}-{len(workers)}.log", port)
+        w = WorkerProcess(args, tmp_path / f"{name}-{len(workers)}.log", port, env)
         workers.append(w)
         return w
 

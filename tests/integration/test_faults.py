@@ -69,7 +69,9 @@ def test_sigkill_mid_stream_loses_no_patrol_and_repeats_only_same_ids(broker, na
     want_visits, want_patrols = expected_of(records, tmp_path)
     topic = namespace["prefix"] + "location-fixes"
     half = len(records) // 2
-    first = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="first")
+    # Checkpoint after every batch, so the restart really restores one.
+    fast = {"HOTSPOT_DWELL_CHECKPOINT_INTERVAL_S": "0"}
+    first = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="first", env=fast)
     # Start to ready (both consumer groups assigned) on the embedded broker.
     assert first.wait_ready() < 10.0
     asyncio.run(produce(broker.bootstrap, topic, records[:half]))
@@ -77,7 +79,7 @@ def test_sigkill_mid_stream_loses_no_patrol_and_repeats_only_same_ids(broker, na
     asyncio.run(collect(broker.bootstrap, namespace["prefix"] + "", lambda out: len(out["dwell-intervals"]) >= 20,
                         timeout_s=60))
     first.kill()
-    second = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="second")
+    second = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="second", env=fast)
     # Processing again within 30 s: the dead member has to time out first.
     assert second.wait_ready() < 30.0
     asyncio.run(produce(broker.bootstrap, topic, records[half:]))
@@ -87,6 +89,9 @@ def test_sigkill_mid_stream_loses_no_patrol_and_repeats_only_same_ids(broker, na
     assert patrols == want_patrols  # none lost; repeats (if any) carry the same id and body
     assert n_messages >= len(want_patrols)
     assert second.stop() == 0
+    assert "restored from checkpoint" in second.log()  # state came back, not a re-read from offset 0
+    processed = int(re.search(r"stage 1 processed \d+ batches, (\d+) fixes", second.log()).group(1))
+    assert processed < len(records), processed
 
 
 BAD_VALUES = [

@@ -49,8 +49,9 @@ def write_jsonl(records, path: Path) -> Path:
 async def collect(bootstrap: str, prefix: str, done, timeout_s: float = 120.0) -> dict[str, list]:
     """Read the output topics until ``done(out)`` holds, then one more quiet fetch."""
     topics = {prefix + t: t for t in ("dwell-intervals", "patrol-events", "location-fixes-dead-letter")}
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"{prefix}reader", session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    # No group: every call reads every output from the start (a group would
+    # commit and make a second call skip what the first one saw).
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     out: dict[str, list] = {t: [] for t in topics.values()}
     deadline = time.monotonic() + timeout_s
@@ -200,3 +201,25 @@ def test_simulate_command_writes_truth_and_produces_to_kafka(broker, namespace, 
         return values
 
     assert sorted(asyncio.run(count())) == sorted(out.read_bytes().splitlines())
+
+
+def test_a_visit_across_the_0600_boundary_counts_in_both_days(broker, namespace, start_worker, tmp_path):
+    """Regression: the day's mark used to go out while a visit that began in
+    the day was still open, so stage 2 dropped its first part."""
+    hs = load_hotspots(HOTSPOTS)
+    lon, lat = (v[hs.index_of("NOT-001")] for v in hs.centroids_wgs84)
+    t0 = int(dt.datetime(2024, 3, 30, 5, 40, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    records = [(b"night-1", fix_json("night-1", t0 + i * 10_000, lat, lon)) for i in range(300)]  # to 06:29:50
+    records += [(b"night-1", fix_json("night-1", t0 + 3_000_000 + i * 30_000, lat + 0.01, lon)) for i in range(30)]
+    later = t0 + 2 * 86_400_000
+    records += [(k, fix_json(k.decode(), later, 52.0, -1.0)) for k in clock_keys(PARTITIONS)]
+    expected = replay(write_jsonl(records, tmp_path / "night.jsonl"), hs)
+    want_days = sorted(_plain_row(r) for r in expected.hotspot_days.rows())
+    by_day = {(r[0], r[1]): r for r in want_days}
+    assert by_day[("2024-03-29", "NOT-001")][4] == 1200.0 and by_day[("2024-03-29", "NOT-001")][7] == 1
+
+    start_worker(HOTSPOTS, "--partitions", str(PARTITIONS))
+    asyncio.run(produce(broker.bootstrap, namespace["prefix"] + "location-fixes", records))
+    out = asyncio.run(collect(broker.bootstrap, namespace["prefix"],
+                              lambda o: len(day_closed_rows(o)) >= len(want_days)))
+    assert day_closed_rows(out) == want_days
