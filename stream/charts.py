@@ -33,12 +33,7 @@ def draw_compliance_by_day(compliance: Table, path: str | Path) -> Path:
     else:
         ax.text(0.5, 0.5, "no policing days", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylabel("hot spots")
-    ax.set_title("Scheduled hot spots and patrols met, by policing day")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, "Scheduled hot spots and patrols met, by policing day", path)
 
 
 def draw_presence_per_hotspot(hotspot_days: Table, path: str | Path, top: int = 40) -> Path:
@@ -60,7 +55,11 @@ def draw_presence_per_hotspot(hotspot_days: Table, path: str | Path, top: int = 
         ax.invert_yaxis()
         ax.legend(loc="lower right", frameon=False)
     ax.set_xlabel("presence (patrol-minutes)")
-    ax.set_title("Presence per hot spot")
+    return _save(fig, ax, "Presence per hot spot", path)
+
+
+def _save(fig, ax, title: str, path: Path) -> Path:
+    ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path)
