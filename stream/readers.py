@@ -207,9 +207,5 @@ def read_fixes(path: str | os.PathLike, registry: OfficerRegistry, opts: ReadOpt
     return read_csv(path, registry, opts, progress)
 
 
-def file_size(path: str | os.PathLike) -> int:
-    """Bytes to read, for progress (the uncompressed size is unknown for .gz)."""
-    return os.path.getsize(path)
-
 
 __all__ = ["FixFileError", "ReadOptions", "read_fixes", "REQUIRED_COLUMNS", "reasons"]
