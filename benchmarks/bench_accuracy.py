@@ -5,7 +5,8 @@ officers each), radios report every 30 s with 15 m of error and 5% of fixes
 dropped (the simulator's default 1% duplicates and 0.5% late deliveries are
 kept: late ones arrive 2-20 minutes late, beyond the reorder window, so they
 are rejected and act as further drops). Every combination of exit margin,
-exit grace and maximum gap is scored with ``stream.accuracy.score``: the share
+exit grace, maximum gap and visit bounds (first/last inside fix, or midway to
+the neighbouring fixes) is scored with ``stream.accuracy.score``: the share
 of true visits of 16 minutes or more reported as patrols with start and end
 each within two reporting intervals, the false patrols, and the start/end
 errors. The settings that reach 98% with the fewest false patrols (then the
@@ -35,13 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import geo
-from stream.accuracy import (
-    AccuracyScore,
-    midpoint_boundaries,
-    reported_visits,
-    score,
-    true_visits,
-)
+from stream.accuracy import AccuracyScore, reported_visits, score, true_visits
 from stream.engine import RuleSettings
 from stream.fixes import OfficerRegistry
 from stream.schedule import draw_schedule
@@ -52,6 +47,7 @@ FIRST_DAY = dt.date(2024, 3, 4)
 MARGINS_M = (0.0, 5.0, 10.0, 15.0, 25.0, 35.0)
 GRACES_S = (0.0, 30.0, 60.0, 90.0, 120.0)
 GAPS_S = (90.0, 120.0, 180.0, 300.0)
+BOUNDS = ("fixes", "midpoint")
 TARGET_RECALL = 0.98
 RECALL_TIE = 0.0025  # about 4 of the ~1,500 long visits of 10 days
 # Judgement, not measurement: at most 1 reported patrol in 40 may be false
@@ -81,25 +77,23 @@ def simulated_days(hs, condition: dict, days: int, officers: int):
     return out
 
 
-def score_rules(hs, days, rules: RuleSettings, interval_s: float) -> tuple[AccuracyScore, list[float], AccuracyScore]:
-    """Pooled score over the days, each day's recall, and the pooled midpoint-boundary what-if."""
-    per_day, midpoint = [], []
-    for sim, (true, registry) in days:
-        reported = reported_visits(sim, hs, rules, registry)
-        per_day.append(score(true, reported, interval_s, min_patrol_s=rules.min_patrol_s))
-        moved = midpoint_boundaries(reported, sim, registry, rules.max_gap_s)
-        midpoint.append(score(true, moved, interval_s, min_patrol_s=rules.min_patrol_s))
-    return AccuracyScore.combine(per_day), [round(s.recall, 4) for s in per_day], AccuracyScore.combine(midpoint)
+def score_rules(hs, days, rules: RuleSettings, interval_s: float) -> tuple[AccuracyScore, list[float]]:
+    """Pooled score over the days and each day's recall."""
+    per_day = [score(true, reported_visits(sim, hs, rules, registry), interval_s, min_patrol_s=rules.min_patrol_s)
+               for sim, (true, registry) in days]
+    return AccuracyScore.combine(per_day), [round(s.recall, 4) for s in per_day]
 
 
 def rules_key(r: RuleSettings) -> dict:
-    return {"exit_margin_m": r.exit_margin_m, "exit_grace_s": r.exit_grace_s, "max_gap_s": r.max_gap_s}
+    return {"exit_margin_m": r.exit_margin_m, "exit_grace_s": r.exit_grace_s, "max_gap_s": r.max_gap_s,
+            "visit_bounds": r.visit_bounds}
 
 
 def change_from_current(rules: dict) -> float:
     return (abs(rules["exit_margin_m"] - CURRENT.exit_margin_m) / 25
             + abs(rules["exit_grace_s"] - CURRENT.exit_grace_s) / 60
-            + abs(rules["max_gap_s"] - CURRENT.max_gap_s) / 180)
+            + abs(rules["max_gap_s"] - CURRENT.max_gap_s) / 180
+            + (rules["visit_bounds"] != CURRENT.visit_bounds))
 
 
 def rank(rows: list[dict]) -> list[dict]:
@@ -124,24 +118,21 @@ def rank(rows: list[dict]) -> list[dict]:
 
 
 def fmt_row(row: dict) -> str:
-    s, r, m = row["score"], row["rules"], row["midpoint"]
-    return (f"{r['exit_margin_m']:6.0f} {r['exit_grace_s']:5.0f} {r['max_gap_s']:4.0f} {s['recall']:7.4f} "
-            f"{min(row['recall_per_day']):7.4f} {s['n_false']:5d} {s['n_false_neighbour']:4d} "
+    s, r = row["score"], row["rules"]
+    return (f"{r['visit_bounds']:>8} {r['exit_margin_m']:6.0f} {r['exit_grace_s']:5.0f} {r['max_gap_s']:4.0f} "
+            f"{s['recall']:7.4f} {min(row['recall_per_day']):7.4f} {s['n_false']:5d} {s['n_false_neighbour']:4d} "
             f"{s['n_matched_off']:4d} {s['n_missed_split'] + s['n_missed_absent']:4d} "
-            f"{s['start_abs_err_median_s']:6.1f} {s['start_abs_err_p95_s']:6.1f} {s['end_abs_err_median_s']:6.1f} "
-            f"{s['end_abs_err_p95_s']:6.1f} | {m['recall']:7.4f} {m['n_false']:5d} "
-            f"{m['start_abs_err_p95_s']:6.1f} {m['end_abs_err_p95_s']:6.1f}")
+            f"{s['start_err_median_s']:6.1f} {s['start_abs_err_p95_s']:6.1f} {s['end_err_median_s']:6.1f} "
+            f"{s['end_abs_err_p95_s']:6.1f}")
 
 
-HEADER = (f"{'margin':>6} {'grace':>5} {'gap':>4} {'recall':>7} {'min/day':>7} {'false':>5} {'nbr':>4} "
-          f"{'off':>4} {'miss':>4} {'st p50':>6} {'st p95':>6} {'en p50':>6} {'en p95':>6} | "
-          f"{'mid rec':>7} {'false':>5} {'st p95':>6} {'en p95':>6}")
+HEADER = (f"{'bounds':>8} {'margin':>6} {'grace':>5} {'gap':>4} {'recall':>7} {'min/day':>7} {'false':>5} "
+          f"{'nbr':>4} {'off':>4} {'miss':>4} {'st p50':>6} {'|st|p95':>6} {'en p50':>6} {'|en|p95':>6}")
 
 
 def run_rules(hs, days, rules: RuleSettings, interval_s: float, **extra) -> dict:
-    pooled, per_day, midpoint = score_rules(hs, days, rules, interval_s)
-    return extra | {"rules": rules_key(rules), "score": pooled.summary(), "recall_per_day": per_day,
-                    "midpoint": midpoint.summary()}
+    pooled, per_day = score_rules(hs, days, rules, interval_s)
+    return extra | {"rules": rules_key(rules), "score": pooled.summary(), "recall_per_day": per_day}
 
 
 def main(argv=None) -> int:
@@ -154,24 +145,34 @@ def main(argv=None) -> int:
     hs = geo.load_hotspots(geo.NOTTINGHAM_HOTSPOTS_PATH)
 
     base_days = simulated_days(hs, BASE, args.days, args.officers)
-    rows = rank([run_rules(hs, base_days, RuleSettings(exit_margin_m=m, exit_grace_s=g, max_gap_s=gap),
-                           BASE["interval_s"]) for m, g, gap in itertools.product(MARGINS_M, GRACES_S, GAPS_S)])
+    combos = list(itertools.product(BOUNDS, MARGINS_M, GRACES_S, GAPS_S))
+    rows = []
+    for k, (b, m, g, gap) in enumerate(combos):
+        rows.append(run_rules(hs, base_days, RuleSettings(exit_margin_m=m, exit_grace_s=g, max_gap_s=gap,
+                                                          visit_bounds=b), BASE["interval_s"]))
+        print(f"\rsweep {k + 1}/{len(combos)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    rows = rank(rows)
     chosen = RuleSettings(**rows[0]["rules"])
-    print("30 s / 15 m / 5% drops; left: boundaries as the engine reports them; right (mid): midpoint what-if")
+    print("30 s / 15 m / 5% drops; errors are reported - true, seconds")
     print(HEADER)
-    for row in rows[:12] + [r for r in rows if RuleSettings(**r["rules"]) == CURRENT]:
+    best_fixes = next(r for r in rows if r["rules"]["visit_bounds"] == "fixes")
+    for row in rows[:12] + [best_fixes] + [r for r in rows if RuleSettings(**r["rules"]) == CURRENT]:
         print(fmt_row(row))
 
     # The recommendation, its gap variants, the next distinct (margin, grace)
-    # pairs and the current defaults under the other conditions.
-    contenders = [chosen] + [RuleSettings(exit_margin_m=chosen.exit_margin_m, exit_grace_s=chosen.exit_grace_s,
-                                          max_gap_s=g) for g in GAPS_S if g != chosen.max_gap_s]
+    # pairs, the best with first/last-fix bounds and the current defaults
+    # under the other conditions.
+    same = dict(exit_margin_m=chosen.exit_margin_m, exit_grace_s=chosen.exit_grace_s, visit_bounds=chosen.visit_bounds)
+    contenders = [chosen] + [RuleSettings(max_gap_s=g, **same) for g in GAPS_S if g != chosen.max_gap_s]
     for r in rows:
         rs = RuleSettings(**r["rules"])
-        if len(contenders) < len(GAPS_S) + 3 and rs.max_gap_s == chosen.max_gap_s and rs not in contenders:
+        if (len(contenders) < len(GAPS_S) + 3 and rs.max_gap_s == chosen.max_gap_s
+                and rs.visit_bounds == chosen.visit_bounds and rs not in contenders):
             contenders.append(rs)
-    if CURRENT not in contenders:
-        contenders.append(CURRENT)
+    for extra in (RuleSettings(**best_fixes["rules"]), CURRENT):
+        if extra not in contenders:
+            contenders.append(extra)
     other = []
     for cond in OTHER_CONDITIONS:
         days = simulated_days(hs, cond, args.days, args.officers)
@@ -199,8 +200,9 @@ def main(argv=None) -> int:
           + ", ".join(f"{rules_key(c)} {robustness(c):.4f}" for c in contenders))
 
     errors = {}
-    for name, rules in (("chosen", chosen), ("current", CURRENT)):
-        pooled, _, _ = score_rules(hs, base_days, rules, BASE["interval_s"])
+    fixes_rules = RuleSettings(**best_fixes["rules"])
+    for name, rules in (("chosen", chosen), ("best first/last-fix", fixes_rules)):
+        pooled, _ = score_rules(hs, base_days, rules, BASE["interval_s"])
         errors[name] = {"start_err_s": pooled.start_err_s.round(3).tolist(),
                         "end_err_s": pooled.end_err_s.round(3).tolist()}
     seconds = time.perf_counter() - started
@@ -211,8 +213,8 @@ def main(argv=None) -> int:
         "days": args.days, "officers_per_day": args.officers, "hotspots": "geo/data/nottingham_hotspots.geojson",
         "min_true_s": 960.0, "min_patrol_s": CURRENT.min_patrol_s, "tolerance": "2 reporting intervals",
         "target_recall": TARGET_RECALL, "recall_tie": RECALL_TIE, "ranking": rank.__doc__.split("\n\n")[1].strip(),
-        "midpoint": "what-if: visit start/end moved midway to the neighbouring fix (stream.accuracy."
-                    "midpoint_boundaries); not what the engine does",
+        "visit_bounds": "fixes: a visit runs from its first to its last inside fix (design rule 5); midpoint: "
+                        "halfway to the officer's neighbouring fixes when within max_gap_s",
         "current_defaults": rules_key(CURRENT), "best_at_base_condition": rules_key(best_at_base),
         "false_share_max": FALSE_SHARE_MAX,
         "recommended": rules_key(chosen), "recommended_why": "eligible at 30 s / 15 m (recall within recall_tie of "
@@ -236,7 +238,7 @@ def draw(rows: list[dict], errors: dict, chosen: RuleSettings, path: Path) -> No
     import matplotlib.pyplot as plt
 
     at_gap = {(r["rules"]["exit_margin_m"], r["rules"]["exit_grace_s"]): r["score"] for r in rows
-              if r["rules"]["max_gap_s"] == chosen.max_gap_s}
+              if r["rules"]["max_gap_s"] == chosen.max_gap_s and r["rules"]["visit_bounds"] == chosen.visit_bounds}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     for ax, key, title, cmap in ((axes[0], "recall", "recall (16-min visits, +-2 intervals)", "viridis"),
                                  (axes[1], "n_false", "false patrols", "magma_r")):
@@ -249,13 +251,13 @@ def draw(rows: list[dict], errors: dict, chosen: RuleSettings, path: Path) -> No
         ax.set_yticks(range(len(MARGINS_M)), [f"{m:.0f}" for m in MARGINS_M])
         ax.set_xlabel("exit_grace_s")
         ax.set_ylabel("exit_margin_m")
-        ax.set_title(f"{title}\nmax_gap_s={chosen.max_gap_s:.0f}, 30 s / 15 m / 5% drops")
+        ax.set_title(f"{title}\nmax_gap_s={chosen.max_gap_s:.0f}, {chosen.visit_bounds} bounds, 30 s / 15 m / 5% drops")
         fig.colorbar(im, ax=ax)
     ax = axes[2]
     bins = np.arange(-150, 151, 5)
-    for name, ls in (("chosen", "-"), ("current", ":")):
-        ax.hist(errors[name]["start_err_s"], bins=bins, histtype="step", ls=ls, label=f"start, {name}")
-        ax.hist(errors[name]["end_err_s"], bins=bins, histtype="step", ls=ls, label=f"end, {name}")
+    for (name, errs), ls in zip(errors.items(), ("-", ":")):
+        ax.hist(errs["start_err_s"], bins=bins, histtype="step", ls=ls, label=f"start, {name}")
+        ax.hist(errs["end_err_s"], bins=bins, histtype="step", ls=ls, label=f"end, {name}")
     ax.axvline(-60, color="grey", lw=0.8)
     ax.axvline(60, color="grey", lw=0.8)
     ax.set_xlabel("reported - true (s); lines at +-2 intervals")

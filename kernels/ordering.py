@@ -57,8 +57,9 @@ _OFFICER_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64, np.int8
 _OFFICER_FILL = (NO_TS_MS, NO_TS_MS, np.nan, np.nan, NO_TS_MS, 0, np.nan, np.nan)
 _N_PER = len(_OFFICER_DTYPES)  # per-officer fields come first in OrderingState
 _MAX_REANCHOR = np.iinfo(np.int8).max
-# officer, ts_ms, x_m, y_m, row: the pending buffer, a batch, released fixes.
+# officer, ts_ms, x_m, y_m, row: the pending buffer and a batch; released fixes add prev_ts_ms.
 _FIX_DTYPES = (np.int32, np.int64, np.float64, np.float64, np.int64)
+_REL_DTYPES = _FIX_DTYPES + (np.int64,)
 _REJ_DTYPES = (np.int64, np.int8)
 
 
@@ -110,7 +111,9 @@ class ReleasedFixes(NamedTuple):
     """Accepted fixes, each officer's contiguous and in ts order.
 
     officer : int32 (n,) ; ts_ms : int64 (n,) epoch ms ;
-    x_m, y_m : float64 (n,) metres ; row : int64 (n,) caller's id.
+    x_m, y_m : float64 (n,) metres ; row : int64 (n,) caller's id ;
+    prev_ts_ms : int64 (n,) ts of the officer's previous accepted fix,
+    ``NO_TS_MS`` for its first (visit boundaries interpolate towards it).
     Officers appear in ascending code order.
     """
 
@@ -119,6 +122,7 @@ class ReleasedFixes(NamedTuple):
     x_m: np.ndarray
     y_m: np.ndarray
     row: np.ndarray
+    prev_ts_ms: np.ndarray
 
 
 class RejectedFixes(NamedTuple):
@@ -194,7 +198,7 @@ def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
     "int64, float64, int64, boolean, "
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
-    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], int64[::1], "
     "int64[::1], int8[::1])",
     **JIT_OPTIONS,
 )
@@ -205,7 +209,7 @@ def _order_kernel(
     b_off, b_ts, b_x, b_y, b_row,
     window_ms, max_speed_mps, reanchor_after, flush,
     n_off, n_ts, n_x, n_y, n_row,
-    r_off, r_ts, r_x, r_y, r_row,
+    r_off, r_ts, r_x, r_y, r_row, r_prev,
     j_row, j_reason,
 ):  # fmt: skip
     """Process officers in ascending code order, merging the pending buffer
@@ -343,6 +347,7 @@ def _order_kernel(
                     ok = n_bad >= reanchor_after
                 if ok:
                     n_bad = 0
+                    r_prev[n_rel] = a_ts
                     a_ts = t
                     a_x = x
                     a_y = y
@@ -480,7 +485,7 @@ def order_fixes(
         batch = tuple(a[perm] for a in (officer, ts, x, y, rows))
 
     cap = n_pend + n
-    new_pend, rel, rej = _alloc(cap, _FIX_DTYPES), _alloc(cap, _FIX_DTYPES), _alloc(cap, _REJ_DTYPES)
+    new_pend, rel, rej = _alloc(cap, _FIX_DTYPES), _alloc(cap, _REL_DTYPES), _alloc(cap, _REJ_DTYPES)
     n_new, n_rel, n_rej = _order_kernel(
         *per_officer,
         *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state[_N_PER:], _FIX_DTYPES)),

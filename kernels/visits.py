@@ -12,7 +12,10 @@ A visit opens on the first fix inside a hot spot's polygon and lasts until
 * or the officer is silent for more than ``max_gap_s`` (silence is not
   presence),
 
-and always ends at its last fix inside the polygon itself. Fixes in the buffer
+and ends at its last fix inside the polygon itself. With ``bounds="midpoint"``
+a visit starts halfway between its first inside fix and the officer's fix
+before it, and ends halfway between its last inside fix and the fix after it,
+when that neighbour is no more than ``max_gap_s`` away. Fixes in the buffer
 ring (pair with ``inside=False``) keep a visit open but never open one. Each
 (officer, hot spot) is independent, so overlapping hot spots each get a visit.
 The state carries over between calls: any cut of a stream into batches gives
@@ -31,13 +34,17 @@ from kernels._config import JIT_OPTIONS
 from kernels.ordering import NO_TS_MS
 
 
+BOUNDS = ("fixes", "midpoint")
+
+
 class VisitState(NamedTuple):
     """Open visits, one row each, sorted by (officer, hotspot).
 
     officer, hotspot : int32 (n_open,)
         Dense codes.
     start_ms : int64 (n_open,)
-        ts of the first inside-polygon fix, epoch ms.
+        The visit's start: its first inside-polygon fix, or with midpoint
+        bounds halfway back to the fix before it.
     last_in_ms : int64 (n_open,)
         ts of the last inside-polygon fix.
     last_seen_ms : int64 (n_open,)
@@ -45,6 +52,9 @@ class VisitState(NamedTuple):
     out_since_ms : int64 (n_open,)
         ts of the first fix of the current excursion outside the buffer,
         ``NO_TS_MS`` when the officer is not on one.
+    after_in_ms : int64 (n_open,)
+        ts of the first fix after the last inside fix (where a midpoint end
+        lies halfway to), ``NO_TS_MS`` while the last fix is inside.
     n_fixes : int32 (n_open,)
         Inside-polygon fixes so far.
     """
@@ -55,14 +65,16 @@ class VisitState(NamedTuple):
     last_in_ms: np.ndarray
     last_seen_ms: np.ndarray
     out_since_ms: np.ndarray
+    after_in_ms: np.ndarray
     n_fixes: np.ndarray
 
 
 class Visits(NamedTuple):
     """Closed visits, sorted by (officer, start_ms, hotspot).
 
-    officer, hotspot : int32 (n,) ; start_ms, end_ms : int64 (n,) epoch ms of
-    the first and last inside-polygon fix ; n_fixes : int32 (n,) >= 1.
+    officer, hotspot : int32 (n,) ; start_ms, end_ms : int64 (n,) epoch ms
+    (the first and last inside-polygon fix, or the midpoints beyond them) ;
+    n_fixes : int32 (n,) >= 1.
     """
 
     officer: np.ndarray
@@ -72,7 +84,7 @@ class Visits(NamedTuple):
     n_fixes: np.ndarray
 
 
-_STATE_DTYPES = (np.int32, np.int32, np.int64, np.int64, np.int64, np.int64, np.int32)
+_STATE_DTYPES = (np.int32, np.int32, np.int64, np.int64, np.int64, np.int64, np.int64, np.int32)
 _VISIT_DTYPES = (np.int32, np.int32, np.int64, np.int64, np.int32)
 
 
@@ -85,27 +97,61 @@ def _empty_visits(n: int = 0) -> Visits:
     return Visits(*(np.empty(n, d) for d in _VISIT_DTYPES))
 
 
+@njit(**JIT_OPTIONS)
+def _midway(a, b, max_gap_ms, midpoint):
+    """Where a boundary between fixes at ``a`` (inside) and ``b`` lies: a
+    itself, or halfway to b when midpoints are on and b is a real fix no more
+    than max_gap away (silence is not presence)."""
+    if midpoint and b != NO_TS_MS and abs(b - a) <= max_gap_ms:
+        return a + (b - a) // 2
+    return a
+
+
+@njit(**JIT_OPTIONS)
+def _copy_row(d_hot, d_start, d_in, d_seen, d_out, d_after, d_n, i,
+              s_hot, s_start, s_in, s_seen, s_out, s_after, s_n, j):  # fmt: skip
+    d_hot[i] = s_hot[j]
+    d_start[i] = s_start[j]
+    d_in[i] = s_in[j]
+    d_seen[i] = s_seen[j]
+    d_out[i] = s_out[j]
+    d_after[i] = s_after[j]
+    d_n[i] = s_n[j]
+
+
+@njit(**JIT_OPTIONS)
+def _open_row(b_hot, b_start, b_in, b_seen, b_out, b_after, b_n, i, hot, t, prev, max_gap_ms, midpoint):
+    b_hot[i] = hot
+    b_start[i] = _midway(t, prev, max_gap_ms, midpoint)
+    b_in[i] = t
+    b_seen[i] = t
+    b_out[i] = NO_TS_MS
+    b_after[i] = NO_TS_MS
+    b_n[i] = 1
+
+
 @njit(
     "UniTuple(int64, 3)("
-    "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
-    "int64[::1], int32[::1], int64[::1], int64[::1], "
-    "int64[::1], int32[::1], boolean[::1], int64, int64, "
-    "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
+    "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
+    "int64[::1], int64[::1], int32[::1], int64[::1], int64[::1], "
+    "int64[::1], int32[::1], boolean[::1], int64, int64, boolean, "
+    "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
     "int32[::1], int32[::1], int64[::1], int64[::1], int32[::1])",
     **JIT_OPTIONS,
 )
 def _advance_kernel(
-    s_off, s_hot, s_start, s_in, s_seen, s_out, s_n,
-    fix_ts, g_off, g_start, g_end,
-    pair_ptr, pair_hot, pair_inside, max_gap_ms, grace_ms,
-    n_off, n_hot, n_start, n_in, n_seen, n_out, n_n,
+    s_off, s_hot, s_start, s_in, s_seen, s_out, s_after, s_n,
+    fix_ts, fix_prev, g_off, g_start, g_end,
+    pair_ptr, pair_hot, pair_inside, max_gap_ms, grace_ms, midpoint,
+    n_off, n_hot, n_start, n_in, n_seen, n_out, n_after, n_n,
     c_off, c_hot, c_start, c_end, c_n,
 ):  # fmt: skip
     """Advance the open visits ``s_*`` (sorted by officer, hotspot) over the
     officer groups: group ``g`` is officer ``g_off[g]`` with fixes
     ``g_start[g]:g_end[g]`` in ts order; groups come in ascending officer
     order. Fix ``f``'s pairs are ``pair_ptr[f]:pair_ptr[f + 1]``, sorted by
-    hotspot.
+    hotspot; ``fix_prev[f]`` is the officer's fix before it (used only with
+    ``midpoint``).
 
     Writes the new state to ``n_*`` and closed visits to ``c_*``. Returns
     (n_open, n_closed, bad_fix): bad_fix is the first fix older than its
@@ -134,12 +180,14 @@ def _advance_kernel(
     a_in = np.empty(most, np.int64)
     a_seen = np.empty(most, np.int64)
     a_out = np.empty(most, np.int64)
+    a_after = np.empty(most, np.int64)
     a_n = np.empty(most, np.int32)
     b_hot = np.empty(most, np.int32)
     b_start = np.empty(most, np.int64)
     b_in = np.empty(most, np.int64)
     b_seen = np.empty(most, np.int64)
     b_out = np.empty(most, np.int64)
+    b_after = np.empty(most, np.int64)
     b_n = np.empty(most, np.int32)
 
     nn = 0
@@ -150,22 +198,14 @@ def _advance_kernel(
         # Officers without fixes in this batch keep their open visits as is.
         while s < n_state and s_off[s] < o:
             n_off[nn] = s_off[s]
-            n_hot[nn] = s_hot[s]
-            n_start[nn] = s_start[s]
-            n_in[nn] = s_in[s]
-            n_seen[nn] = s_seen[s]
-            n_out[nn] = s_out[s]
-            n_n[nn] = s_n[s]
+            _copy_row(n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, nn,
+                      s_hot, s_start, s_in, s_seen, s_out, s_after, s_n, s)  # fmt: skip
             nn += 1
             s += 1
         na = 0
         while s < n_state and s_off[s] == o:
-            a_hot[na] = s_hot[s]
-            a_start[na] = s_start[s]
-            a_in[na] = s_in[s]
-            a_seen[na] = s_seen[s]
-            a_out[na] = s_out[s]
-            a_n[na] = s_n[s]
+            _copy_row(a_hot, a_start, a_in, a_seen, a_out, a_after, a_n, na,
+                      s_hot, s_start, s_in, s_seen, s_out, s_after, s_n, s)  # fmt: skip
             na += 1
             s += 1
         for f in range(g_start[g], g_end[g]):
@@ -180,6 +220,9 @@ def _advance_kernel(
                     if t < a_seen[a]:
                         return nn, nc, f
                     has_pair = p < pe and a_hot[a] == pair_hot[p]
+                    # The first fix after the last inside one (this one, if
+                    # none came between).
+                    after = a_after[a] if a_after[a] != NO_TS_MS else t
                     closed = False
                     if t - a_seen[a] > max_gap_ms:
                         closed = True  # silence is not presence
@@ -189,9 +232,11 @@ def _advance_kernel(
                         b_out[nb] = NO_TS_MS
                         if pair_inside[p]:
                             b_in[nb] = t
+                            b_after[nb] = NO_TS_MS
                             b_n[nb] = a_n[a] + 1
                         else:
                             b_in[nb] = a_in[a]
+                            b_after[nb] = after
                             b_n[nb] = a_n[a]
                     else:
                         out = a_out[a] if a_out[a] != NO_TS_MS else t
@@ -200,23 +245,20 @@ def _advance_kernel(
                         else:
                             b_out[nb] = out
                             b_in[nb] = a_in[a]
+                            b_after[nb] = after
                             b_n[nb] = a_n[a]
                     if closed:
                         c_off[nc] = o
                         c_hot[nc] = a_hot[a]
                         c_start[nc] = a_start[a]
-                        c_end[nc] = a_in[a]
+                        c_end[nc] = _midway(a_in[a], after, max_gap_ms, midpoint)
                         c_n[nc] = a_n[a]
                         nc += 1
                         # After a gap or an excursion, a fix inside opens the
                         # next visit.
                         if has_pair and pair_inside[p]:
-                            b_hot[nb] = a_hot[a]
-                            b_start[nb] = t
-                            b_in[nb] = t
-                            b_seen[nb] = t
-                            b_out[nb] = NO_TS_MS
-                            b_n[nb] = 1
+                            _open_row(b_hot, b_start, b_in, b_seen, b_out, b_after, b_n, nb,
+                                      a_hot[a], t, fix_prev[f], max_gap_ms, midpoint)  # fmt: skip
                             nb += 1
                     else:
                         b_hot[nb] = a_hot[a]
@@ -229,12 +271,8 @@ def _advance_kernel(
                 else:
                     # A pair with no open visit: only the polygon opens one.
                     if pair_inside[p]:
-                        b_hot[nb] = pair_hot[p]
-                        b_start[nb] = t
-                        b_in[nb] = t
-                        b_seen[nb] = t
-                        b_out[nb] = NO_TS_MS
-                        b_n[nb] = 1
+                        _open_row(b_hot, b_start, b_in, b_seen, b_out, b_after, b_n, nb,
+                                  pair_hot[p], t, fix_prev[f], max_gap_ms, midpoint)  # fmt: skip
                         nb += 1
                     p += 1
             a_hot, b_hot = b_hot, a_hot
@@ -242,25 +280,18 @@ def _advance_kernel(
             a_in, b_in = b_in, a_in
             a_seen, b_seen = b_seen, a_seen
             a_out, b_out = b_out, a_out
+            a_after, b_after = b_after, a_after
             a_n, b_n = b_n, a_n
             na = nb
         for a in range(na):
             n_off[nn] = o
-            n_hot[nn] = a_hot[a]
-            n_start[nn] = a_start[a]
-            n_in[nn] = a_in[a]
-            n_seen[nn] = a_seen[a]
-            n_out[nn] = a_out[a]
-            n_n[nn] = a_n[a]
+            _copy_row(n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, nn,
+                      a_hot, a_start, a_in, a_seen, a_out, a_after, a_n, a)  # fmt: skip
             nn += 1
     while s < n_state:
         n_off[nn] = s_off[s]
-        n_hot[nn] = s_hot[s]
-        n_start[nn] = s_start[s]
-        n_in[nn] = s_in[s]
-        n_seen[nn] = s_seen[s]
-        n_out[nn] = s_out[s]
-        n_n[nn] = s_n[s]
+        _copy_row(n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, nn,
+                  s_hot, s_start, s_in, s_seen, s_out, s_after, s_n, s)  # fmt: skip
         nn += 1
         s += 1
     return nn, nc, -1
@@ -289,6 +320,8 @@ def advance_visits(
     *,
     max_gap_s: float,
     exit_grace_s: float,
+    bounds: str = "fixes",
+    fix_prev_ts_ms=None,
 ) -> tuple[VisitState, Visits]:
     """Advance every officer's open visits over one batch of located fixes.
 
@@ -315,6 +348,16 @@ def advance_visits(
     exit_grace_s : float
         Seconds an excursion outside the buffer may last without ending the
         visit, from its first fix outside to the next fix outside or back.
+    bounds : {"fixes", "midpoint"}
+        Where a visit starts and ends: at its first and last inside fix, or
+        halfway to the officer's fix before and after them when that fix is
+        no more than ``max_gap_s`` away (the unbiased estimate of the
+        crossing; a sparse radio otherwise shortens every visit by about one
+        reporting interval).
+    fix_prev_ts_ms : int64 (n_fix,), optional
+        ts of each fix's predecessor in the officer's stream (across
+        batches), ``NO_TS_MS`` for none; required with midpoint bounds
+        (:class:`kernels.ordering.ReleasedFixes` carries it).
 
     Returns
     -------
@@ -335,6 +378,15 @@ def advance_visits(
     p_in = as_1d(pair_inside, np.bool_, "pair_inside", m)
     max_gap_ms = seconds_to_ms(max_gap_s, "max_gap_s")
     grace_ms = seconds_to_ms(exit_grace_s, "exit_grace_s")
+    midpoint = _check_bounds(bounds)
+    if fix_prev_ts_ms is None:
+        if midpoint:
+            raise ValueError("midpoint bounds need fix_prev_ts_ms")
+        prev = np.full(max(n, 0), NO_TS_MS, np.int64)
+    else:
+        prev = as_1d(fix_prev_ts_ms, np.int64, "fix_prev_ts_ms", n)
+        if n and np.any(prev > ts):
+            raise ValueError("fix_prev_ts_ms must not be later than fix_ts_ms (NO_TS_MS for none)")
 
     if m and (p_fix.min() < 0 or p_fix.max() >= n):
         raise ValueError(f"pair_fix must index the {n} fixes")
@@ -361,8 +413,8 @@ def advance_visits(
     closed = _empty_visits(cap)
     nn, nc, bad = _advance_kernel(
         *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state, _STATE_DTYPES)),
-        ts, g_off, g_start, g_end,
-        pair_ptr, p_hot, p_in, max_gap_ms, grace_ms,
+        ts, prev, g_off, g_start, g_end,
+        pair_ptr, p_hot, p_in, max_gap_ms, grace_ms, midpoint,
         *new, *closed,
     )  # fmt: skip
     if bad >= 0:
@@ -374,8 +426,15 @@ def advance_visits(
     return new_state, _sorted_visits(Visits(*(a[:nc] for a in closed)))
 
 
-def close_all(state: VisitState) -> Visits:
-    """Close every open visit at its last inside fix (end of a replay).
+def _check_bounds(bounds: str) -> bool:
+    if bounds not in BOUNDS:
+        raise ValueError(f"bounds must be one of {BOUNDS}, got {bounds!r}")
+    return bounds == "midpoint"
+
+
+def close_all(state: VisitState, *, bounds: str = "fixes", max_gap_s: float | None = None) -> Visits:
+    """Close every open visit at its last inside fix, or with midpoint bounds
+    halfway to the fix after it (end of a replay).
 
     Returns
     -------
@@ -383,13 +442,19 @@ def close_all(state: VisitState) -> Visits:
         Sorted by (officer, start_ms, hotspot).
     """
     _check_state(state)
-    return _sorted_visits(
-        Visits(state.officer, state.hotspot, state.start_ms, state.last_in_ms, state.n_fixes)
-    )
+    last_in = state.last_in_ms
+    end = last_in
+    if _check_bounds(bounds):
+        if max_gap_s is None:
+            raise ValueError("midpoint bounds need max_gap_s")
+        after = state.after_in_ms
+        near = (after != NO_TS_MS) & (after - last_in <= seconds_to_ms(max_gap_s, "max_gap_s"))
+        end = np.where(near, last_in + (after - last_in) // 2, last_in)
+    return _sorted_visits(Visits(state.officer, state.hotspot, state.start_ms, end, state.n_fixes))
 
 
 def close_stale(
-    state: VisitState, watermark_ms: int, *, max_gap_s: float
+    state: VisitState, watermark_ms: int, *, max_gap_s: float, bounds: str = "fixes"
 ) -> tuple[VisitState, Visits]:
     """Close the visits of officers silent for more than ``max_gap_s``.
 
@@ -404,6 +469,8 @@ def close_stale(
         Epoch ms that every officer's stream has reached (event time).
     max_gap_s : float
         Seconds.
+    bounds : {"fixes", "midpoint"}
+        As in :func:`advance_visits`.
 
     Returns
     -------
@@ -418,4 +485,4 @@ def close_stale(
     stale = state.last_seen_ms < limit
     keep = VisitState(*(a[~stale] for a in state))
     gone = VisitState(*(a[stale] for a in state))
-    return keep, close_all(gone)
+    return keep, close_all(gone, bounds=bounds, max_gap_s=max_gap_s)

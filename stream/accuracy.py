@@ -118,53 +118,6 @@ def reported_visits(sim: SimulatedFixes, hotspots: HotspotSet, rules: RuleSettin
     return Visits.concat(parts).sorted()
 
 
-def midpoint_boundaries(reported: Visits, sim: SimulatedFixes, registry: OfficerRegistry,
-                        max_gap_s: float) -> Visits:
-    """What-if: each visit starts and ends midway to the officer's neighbouring fix.
-
-    The engine (rule 5) starts a visit at its first fix inside the polygon
-    and ends it at its last, so a visit is reported about half a reporting
-    interval late at each end. The fix before the first inside fix and the
-    one after the last are not inside (that is why they bound the visit);
-    the midpoint is the unbiased guess of when the officer crossed. Not an
-    engine rule: a measurement of what such a rule would gain. Neighbours
-    further than ``max_gap_s`` away leave the boundary where it is (silence
-    is not presence).
-
-    Parameters
-    ----------
-    reported : Visits
-        Visits from :func:`reported_visits` (officer codes of ``registry``).
-    sim : SimulatedFixes
-        The fixes they were computed from.
-    registry : OfficerRegistry
-        The officer codes.
-    max_gap_s : float
-        The rules' maximum gap.
-
-    Returns
-    -------
-    Visits
-        The same visits with moved start and end times.
-    """
-    # One sorted key per distinct (officer, ts): officer code in the high bits.
-    keys = np.unique((_codes(registry, sim.officer_id) << 42) | np.asarray(sim.ts_ms, np.int64))
-    gap_ms = max_gap_s * 1000.0
-    start, end = reported.start_ms.copy(), reported.end_ms.copy()
-    if keys.size and start.size:
-        k0 = (reported.officer << 42) | reported.start_ms
-        i = np.searchsorted(keys, k0) - 1
-        prev = keys[np.maximum(i, 0)]
-        ok = (i >= 0) & ((prev >> 42) == reported.officer) & (k0 - prev <= gap_ms)
-        start[ok] = (reported.start_ms[ok] + (prev[ok] & ((1 << 42) - 1))) // 2
-        k1 = (reported.officer << 42) | reported.end_ms
-        i = np.searchsorted(keys, k1, side="right")
-        nxt = keys[np.minimum(i, keys.size - 1)]
-        ok = (i < keys.size) & ((nxt >> 42) == reported.officer) & (nxt - k1 <= gap_ms)
-        end[ok] = (reported.end_ms[ok] + (nxt[ok] & ((1 << 42) - 1))) // 2
-    return Visits(reported.officer, reported.hotspot, start, end, reported.n_fixes)
-
-
 def _codes(registry: OfficerRegistry, officer_ids: np.ndarray) -> np.ndarray:
     # Intern each distinct id once, not once per fix.
     uniq, inverse = np.unique(np.asarray(officer_ids, dtype=str), return_inverse=True)
@@ -321,8 +274,7 @@ def _dwelt_elsewhere(true: Visits, reported: Visits, j: int, long_enough_ms: flo
 
 
 def evaluate(sim: SimulatedFixes, hotspots: HotspotSet, rules: RuleSettings, interval_s: float,
-             min_true_s: float = 960.0, *, truth: tuple[Visits, OfficerRegistry] | None = None,
-             midpoint: bool = False) -> AccuracyScore:
+             min_true_s: float = 960.0, *, truth: tuple[Visits, OfficerRegistry] | None = None) -> AccuracyScore:
     """Score one simulated day under ``rules`` (truth computed unless given).
 
     Parameters
@@ -340,9 +292,6 @@ def evaluate(sim: SimulatedFixes, hotspots: HotspotSet, rules: RuleSettings, int
     truth : (Visits, OfficerRegistry), optional
         Precomputed :func:`true_visits` and its registry, to score many rule
         settings against one day without recomputing the truth.
-    midpoint : bool, default False
-        Score :func:`midpoint_boundaries` of the reported visits instead
-        (a what-if for a boundary rule the engine does not have).
 
     Returns
     -------
@@ -353,9 +302,7 @@ def evaluate(sim: SimulatedFixes, hotspots: HotspotSet, rules: RuleSettings, int
         truth = (true_visits(sim, hotspots, registry), registry)
     true, registry = truth
     reported = reported_visits(sim, hotspots, rules, registry)
-    if midpoint:
-        reported = midpoint_boundaries(reported, sim, registry, rules.max_gap_s)
     return score(true, reported, interval_s, min_true_s, min_patrol_s=rules.min_patrol_s)
 
 
-__all__ = ["AccuracyScore", "evaluate", "midpoint_boundaries", "reported_visits", "score", "true_visits"]
+__all__ = ["AccuracyScore", "evaluate", "reported_visits", "score", "true_visits"]

@@ -25,12 +25,15 @@ def _add_rule_flags(p: argparse.ArgumentParser) -> None:
     for name, help_text in RULE_FLAGS.items():
         g.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
                        help=f"{help_text} (default %(default)s)")
+    g.add_argument("--visit-bounds", choices=("midpoint", "fixes"), default=defaults.visit_bounds,
+                   help="where a visit starts and ends: midway to the fixes before and after it (the unbiased "
+                        "estimate), or at its first and last inside fix (default %(default)s)")
     g.add_argument("--day-start", default=defaults.day_start, help="local start of the policing day (default %(default)s)")
     g.add_argument("--timezone", default=defaults.timezone, help="IANA time zone of the force (default %(default)s)")
 
 
 def _rules(args: argparse.Namespace) -> RuleSettings:
-    return RuleSettings(**{k: getattr(args, k) for k in list(RULE_FLAGS) + ["day_start", "timezone"]})
+    return RuleSettings(**{k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "day_start", "timezone"]})
 
 
 def _print_compliance(compliance, out=None) -> None:
@@ -166,7 +169,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     cli = {k: getattr(args, k) for k in ("brokers", "hotspots", "schedule", "crs", "metrics_port", "app_id",
                                           "topic_prefix", "partitions", "state_dir")}
-    cli.update({k: getattr(args, k) for k in list(RULE_FLAGS) + ["day_start", "timezone"]})
+    cli.update({k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "day_start", "timezone"]})
     cli = {k: v for k, v in cli.items() if v is not None}
     if args.no_time_check:
         cli.update(max_future_s=None, max_age_s=None)
@@ -258,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("rules")
     for name in RULE_FLAGS:
         g.add_argument("--" + name.replace("_", "-"), type=float)
+    g.add_argument("--visit-bounds", choices=("midpoint", "fixes"))
     g.add_argument("--day-start")
     g.add_argument("--timezone")
     p.set_defaults(func=cmd_worker)

@@ -36,6 +36,7 @@ class RuleSettings:
     min_patrol_s: float = 900.0
     max_speed_mps: float = 50.0
     reorder_window_s: float = 60.0
+    visit_bounds: str = "midpoint"
     day_start: str = "06:00"
     timezone: str = "Europe/London"
 
@@ -46,6 +47,8 @@ class RuleSettings:
                 raise ValueError(f"{f.name} must be a finite number >= 0, got {v}")
         if self.max_speed_mps <= 0:
             raise ValueError("max_speed_mps must be > 0")
+        if self.visit_bounds not in visit_kernels.BOUNDS:
+            raise ValueError(f"visit_bounds must be one of {visit_kernels.BOUNDS}, got {self.visit_bounds!r}")
 
 
 class Visits(NamedTuple):
@@ -53,8 +56,8 @@ class Visits(NamedTuple):
 
     officer: np.ndarray  # int64 officer code
     hotspot: np.ndarray  # int64 hot spot index
-    start_ms: np.ndarray  # int64, first inside fix
-    end_ms: np.ndarray  # int64, last inside fix
+    start_ms: np.ndarray  # int64, first inside fix (or midway back to the fix before it)
+    end_ms: np.ndarray  # int64, last inside fix (or midway on to the fix after it)
     n_fixes: np.ndarray  # int64, fixes inside the polygon
 
     @staticmethod
@@ -112,7 +115,7 @@ class DwellEngine:
     def finish(self) -> StepResult:
         """End of input: release the reorder buffer and close every open visit."""
         result = self.release_pending()
-        last = visit_kernels.close_all(self._visits)
+        last = visit_kernels.close_all(self._visits, bounds=self.rules.visit_bounds, max_gap_s=self.rules.max_gap_s)
         self._visits = visit_kernels.empty_visit_state()
         return StepResult(Visits.concat([result.visits, Visits(*last)]), result.rejects)
 
@@ -124,7 +127,8 @@ class DwellEngine:
 
     def close_stale(self, watermark_ms: int) -> Visits:
         """Close visits whose officer has been silent for over max_gap_s before ``watermark_ms``."""
-        self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s)
+        self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s,
+                                                         bounds=self.rules.visit_bounds)
         return Visits(*closed)
 
     def export_state(self) -> dict[str, np.ndarray]:
@@ -154,7 +158,8 @@ class DwellEngine:
                                                                           margin_m=r.exit_margin_m)
         self._visits, closed = visit_kernels.advance_visits(
             self._visits, released.officer, released.ts_ms, pair_fix, pair_hotspot, pair_inside,
-            max_gap_s=r.max_gap_s, exit_grace_s=r.exit_grace_s)
+            max_gap_s=r.max_gap_s, exit_grace_s=r.exit_grace_s, bounds=r.visit_bounds,
+            fix_prev_ts_ms=released.prev_ts_ms)
         # The ordering kernel reports codes of the shared table (kernels.reasons).
         rejects = Rejects(np.asarray(rejected.row, np.int64), np.asarray(rejected.reason, np.int8))
         return StepResult(Visits(*closed), rejects)

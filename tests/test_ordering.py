@@ -97,6 +97,7 @@ def run_batches(stream, cuts, params, *, flush_each=False, inplace=False):
     bounds = [0, *sorted(cuts), len(o)]
     state = empty_ordering_state()
     released, rejected = [], []
+    last_accepted: dict[int, int] = {}
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         last = k == len(bounds) - 2
         state, rel, rej = order_fixes(
@@ -106,6 +107,10 @@ def run_batches(stream, cuts, params, *, flush_each=False, inplace=False):
         assert np.all(np.diff(rel.officer) >= 0), "officers not grouped"
         for oo in np.unique(rel.officer):
             assert np.all(np.diff(rel.ts_ms[rel.officer == oo]) > 0)
+        # prev_ts_ms is the officer's previous accepted fix, across batches.
+        for oo, ts, prev in zip(rel.officer.tolist(), rel.ts_ms.tolist(), rel.prev_ts_ms.tolist()):
+            assert prev == last_accepted.get(oo, NO_TS_MS)
+            last_accepted[oo] = ts
         released += zip(rel.officer, rel.ts_ms, rel.x_m, rel.y_m, rel.row)
         rejected += [(int(a), REJECT_REASONS[int(c)]) for a, c in zip(rej.row, rej.reason)]
     assert state.pending_officer.shape == (0,)

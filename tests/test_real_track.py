@@ -2,9 +2,12 @@
 
 The bus dwells at stops for seconds to minutes: for a hot spot drawn around a
 stop, the replay must give one visit from the first to the last fix inside
-the polygon, whatever the rule settings around it (margin, grace, gaps).
+the polygon (or, with midpoint bounds, from halfway back to the fix before it
+to halfway on to the fix after it), whatever the rule settings around it
+(margin, grace, gaps).
 """
 
+import dataclasses
 import datetime as dt
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -61,9 +64,11 @@ def track_csv(tmp_path_factory):
 
 
 @pytest.mark.parametrize("radius_m, square", [(30.0, False), (20.0, True), (45.0, False)])
+@pytest.mark.parametrize("bounds", ["fixes", "midpoint"])
 @pytest.mark.parametrize("rules", [RuleSettings(), RuleSettings(exit_margin_m=0.0, exit_grace_s=0.0),
                                    RuleSettings(exit_margin_m=10.0, exit_grace_s=20.0, max_gap_s=150.0)])
-def test_visit_runs_from_first_to_last_fix_inside_each_stop(track_csv, radius_m, square, rules):
+def test_visit_runs_from_first_to_last_fix_inside_each_stop(track_csv, radius_m, square, rules, bounds):
+    rules = dataclasses.replace(rules, visit_bounds=bounds)
     hotspots = HotspotSet.from_geojson_dict(_stop_hotspots(radius_m, square), source="stops", crs=ITM)
     lon, lat, _, ts_ms = _track()
     x, y = hotspots.project(lon, lat)
@@ -82,15 +87,22 @@ def test_visit_runs_from_first_to_last_fix_inside_each_stop(track_csv, radius_m,
         mine = np.flatnonzero(visits.hotspot == h)
         assert mine.size == 1, hotspots.names[h]
         v = mine[0]
-        assert visits.start_ms[v] == ts_ms[inside[0]]
-        assert visits.end_ms[v] == ts_ms[inside[-1]]
+        first, last = ts_ms[inside[0]], ts_ms[inside[-1]]
+        if bounds == "midpoint":
+            gap_ms = rules.max_gap_s * 1000
+            if inside[0] > 0 and first - ts_ms[inside[0] - 1] <= gap_ms:
+                first = first - (first - ts_ms[inside[0] - 1]) // 2
+            if inside[-1] + 1 < ts_ms.size and ts_ms[inside[-1] + 1] - last <= gap_ms:
+                last = last + (ts_ms[inside[-1] + 1] - last) // 2
+        assert visits.start_ms[v] == first
+        assert visits.end_ms[v] == last
         assert visits.n_fixes[v] == inside.size
     assert expected >= 30 and len(visits.hotspot) == expected
 
 
 def test_dwell_at_track_start_is_the_longest_stop(track_csv):
     hotspots = HotspotSet.from_geojson_dict(_stop_hotspots(30.0, False), source="stops", crs=ITM)
-    result = replay(track_csv, hotspots, rules=RuleSettings(min_patrol_s=200.0))
+    result = replay(track_csv, hotspots, rules=RuleSettings(min_patrol_s=200.0, visit_bounds="fixes"))
     # St Nessan's Road, the first stop (259 s), and William Street (220 s)
     # are the only stops where the bus waits over 200 s.
     by_duration = np.argsort(-result.patrols["duration_s"])
@@ -102,7 +114,7 @@ def test_gap_longer_than_max_gap_splits_a_real_dwell(track_csv):
     # The phone goes quiet for up to 138 s while the bus waits at William
     # Street: with a 30 s max gap that silence is not presence.
     hotspots = HotspotSet.from_geojson_dict(_stop_hotspots(30.0, False), source="stops", crs=ITM)
-    result = replay(track_csv, hotspots, rules=RuleSettings(max_gap_s=30.0))
+    result = replay(track_csv, hotspots, rules=RuleSettings(max_gap_s=30.0, visit_bounds="fixes"))
     william = result.visits["hotspot_id"] == "8400B6071101"
     assert william.sum() == 3
     assert result.visits["duration_s"][william].sum() < 220

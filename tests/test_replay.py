@@ -136,10 +136,11 @@ def _compare(path, hotspots, rules, chunk_bytes=1 << 20):
     return result
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31), start=st.sampled_from(STARTS), officers=st.integers(1, 4),
        max_interval_s=st.sampled_from([90.0, 400.0]),
-       rules=st.sampled_from([RuleSettings(), RuleSettings(exit_margin_m=0.0, exit_grace_s=0.0, reorder_window_s=0.0),
+       rules=st.sampled_from([RuleSettings(), RuleSettings(exit_margin_m=0.0, exit_grace_s=0.0, reorder_window_s=0.0,
+                                                           visit_bounds="fixes"),
                               RuleSettings(exit_margin_m=40.0, exit_grace_s=120.0, max_gap_s=90.0,
                                            min_patrol_s=300.0, reorder_window_s=300.0, max_speed_mps=10.0)]))
 def test_replay_equals_reference(tmp_path_factory, seed, start, officers, max_interval_s, rules):

@@ -53,16 +53,29 @@ def pairs_of(statuses_per_fix):
     return np.array(pf, np.int64), np.array(ph, np.int64), np.array(pi, bool)
 
 
-def track(fixes, *, officer=0, max_gap_s=GAP_S, exit_grace_s=GRACE_S, close=True):
+def prev_ts_of(officer, ts):
+    """Each fix's predecessor in its officer's stream (NO_TS_MS for the first)."""
+    prev = np.full(len(ts), NO_TS_MS, np.int64)
+    last: dict[int, int] = {}
+    for i, (o, t) in enumerate(zip(np.asarray(officer).tolist(), np.asarray(ts).tolist())):
+        prev[i] = last.get(o, NO_TS_MS)
+        last[o] = t
+    return prev
+
+
+def track(fixes, *, officer=0, max_gap_s=GAP_S, exit_grace_s=GRACE_S, close=True, bounds="fixes"):
     """One officer's track: fixes are (ts_s, statuses); returns
     [(hotspot, start_s, end_s, n_fixes)] of the visits."""
     ts = np.array([T0 + int(t * 1000) for t, _ in fixes], np.int64)
     pf, ph, pi = pairs_of([s for _, s in fixes])
-    state, closed = advance_visits(empty_visit_state(), np.full(len(fixes), officer), ts,
-                                   pf, ph, pi, max_gap_s=max_gap_s, exit_grace_s=exit_grace_s)
-    visits = as_tuples(closed) + (as_tuples(close_all(state)) if close else [])
-    ref = reference_visits(np.full(len(fixes), officer), ts, pf, ph, pi, max_gap_s=max_gap_s,
-                           exit_grace_s=exit_grace_s, close=close)
+    officers = np.full(len(fixes), officer)
+    state, closed = advance_visits(empty_visit_state(), officers, ts, pf, ph, pi, max_gap_s=max_gap_s,
+                                   exit_grace_s=exit_grace_s, bounds=bounds,
+                                   fix_prev_ts_ms=prev_ts_of(officers, ts))
+    last = close_all(state, bounds=bounds, max_gap_s=max_gap_s)
+    visits = as_tuples(closed) + (as_tuples(last) if close else [])
+    ref = reference_visits(officers, ts, pf, ph, pi, max_gap_s=max_gap_s,
+                           exit_grace_s=exit_grace_s, close=close, bounds=bounds)
     assert sorted(visits) == ref
     assert dwell_is_non_negative(visits) and visits_have_fixes(visits)
     assert visits_within_track_span(visits, np.full(len(fixes), officer), ts)
@@ -179,6 +192,47 @@ def test_overlapping_hotspots_independent():
     assert track(fixes) == [(0, 0, 20, 2), (0, 140, 140, 1), (1, 0, 120, 5)]
 
 
+# Midpoint bounds: halfway to the neighbouring fix, within max_gap only.
+
+
+def test_midpoint_bounds_halfway_to_the_neighbours():
+    fixes = [(0, (OUT,)), (30, (IN,)), (60, (IN,)), (90, (RING,)), (120, (OUT,)), (150, (OUT,)),
+             (180, (OUT,)), (210, (OUT,))]
+    assert track(fixes) == [(0, 30, 60, 2)]
+    # Starts halfway back to 0 s, ends halfway on to the ring fix at 90 s.
+    assert track(fixes, bounds="midpoint") == [(0, 15, 75, 2)]
+
+
+def test_midpoint_bounds_do_not_reach_across_a_gap():
+    # 150 s before the first inside fix and after the last: more than max_gap
+    # (120 s), so silence is not presence and the ends stay at the fixes.
+    fixes = [(0, (OUT,)), (150, (IN,)), (180, (IN,)), (330, (OUT,))]
+    assert track(fixes, bounds="midpoint") == [(0, 150, 180, 2)]
+
+
+def test_midpoint_bounds_of_the_first_fix_and_an_open_visit():
+    # No fix before the first: the start is the fix; a visit still open at the
+    # end closes at its last inside fix, or halfway to a later ring fix.
+    assert track([(0, (IN,)), (30, (IN,))], bounds="midpoint") == [(0, 0, 30, 2)]
+    assert track([(0, (IN,)), (30, (IN,)), (50, (RING,))], bounds="midpoint") == [(0, 0, 40, 2)]
+
+
+def test_midpoint_bounds_around_an_excursion():
+    # Out at 20 s for the grace: the visit ends halfway to 20 s; back in at
+    # 90 s, the next starts halfway back to the fix at 80 s.
+    fixes = [(0, (IN,)), (20, (OUT,)), (40, (OUT,)), (80, (OUT,)), (90, (IN,)), (100, (IN,))]
+    assert track(fixes, bounds="midpoint") == [(0, 0, 10, 1), (0, 85, 100, 2)]
+
+
+def test_midpoint_bounds_need_the_previous_fixes():
+    with pytest.raises(ValueError, match="fix_prev_ts_ms"):
+        advance_visits(empty_visit_state(), [0], [T0], [0], [0], [True], max_gap_s=GAP_S,
+                       exit_grace_s=GRACE_S, bounds="midpoint")
+    with pytest.raises(ValueError, match="bounds"):
+        advance_visits(empty_visit_state(), [0], [T0], [0], [0], [True], max_gap_s=GAP_S,
+                       exit_grace_s=GRACE_S, bounds="interpolated")
+
+
 def test_close_stale_closes_silent_officers_only():
     ts = np.array([T0, T0 + 600_000], np.int64)
     state, closed = advance_visits(empty_visit_state(), [0, 1], ts, [0, 1], [3, 3], [True, True],
@@ -201,6 +255,7 @@ def test_state_rows():
     assert state.last_in_ms.tolist() == [T0 + 10_000, T0]
     assert state.last_seen_ms.tolist() == [T0 + 20_000, T0 + 20_000]
     assert state.out_since_ms.tolist() == [T0 + 20_000, NO_TS_MS]
+    assert state.after_in_ms.tolist() == [T0 + 20_000, T0 + 10_000]
     assert state.n_fixes.tolist() == [1, 1]
     assert state.officer.dtype == np.int32 and state.start_ms.dtype == np.int64
 
@@ -256,25 +311,26 @@ def pair_streams(draw, max_fixes=60):
 VISIT_PARAMS = st.fixed_dictionaries(dict(
     max_gap_s=st.sampled_from([10, 60, 120]),
     exit_grace_s=st.sampled_from([0, 20, 60, 300]),
+    bounds=st.sampled_from(["fixes", "midpoint"]),
 ))  # fmt: skip
 
 
-def grouped(officer, ts, statuses, rank):
+def grouped(officer, ts, prev, statuses, rank):
     """A batch as the ordering stage releases it: each officer contiguous,
     groups in ``rank`` order (not necessarily ascending)."""
     order = np.argsort(rank[officer], kind="stable")
     pf, ph, pi = pairs_of([statuses[i] for i in order])
-    return officer[order], ts[order], pf, ph, pi
+    return officer[order], ts[order], pf, ph, pi, prev[order]
 
 
 def run_visit_batches(stream, cuts, params, rank):
     officer, ts, statuses = stream
-    bounds = [0, *sorted(cuts), len(officer)]
+    prev = prev_ts_of(officer, ts)
+    cut_at = [0, *sorted(cuts), len(officer)]
     state, visits = empty_visit_state(), []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        state, closed = advance_visits(
-            state, *grouped(officer[a:b], ts[a:b], statuses[a:b], rank), **params
-        )
+    for a, b in zip(cut_at[:-1], cut_at[1:]):
+        *batch, batch_prev = grouped(officer[a:b], ts[a:b], prev[a:b], statuses[a:b], rank)
+        state, closed = advance_visits(state, *batch, fix_prev_ts_ms=batch_prev, **params)
         visits += as_tuples(closed)
     return state, visits
 
@@ -292,10 +348,12 @@ def test_advance_visits_matches_reference(stream, params, data):
         ref_closed += ref.fix(o, t, pairs)
     assert sorted(visits) == sorted(ref_closed)
     open_rows = [
-        (o, h, s, li, ls, None if out == NO_TS_MS else out, n)
-        for o, h, s, li, ls, out, n in zip(*(a.tolist() for a in state))
+        (o, h, s, li, ls, None if out == NO_TS_MS else out, None if after == NO_TS_MS else after, n)
+        for o, h, s, li, ls, out, after, n in zip(*(a.tolist() for a in state))
     ]
     assert open_rows == ref.open_rows()
+    assert sorted(as_tuples(close_all(state, bounds=params["bounds"], max_gap_s=params["max_gap_s"]))) \
+        == sorted(ref.close_all())
     everything = visits + as_tuples(close_all(state))
     pf, ph, pi = pairs_of(statuses)
     assert dwell_is_non_negative(everything) and visits_have_fixes(everything)
@@ -351,25 +409,26 @@ def walks(draw, max_fixes=60):
             y.astype(np.float64), row.astype(np.int64))
 
 
-def run_chain(stream, cuts, boxes=BOXES):
-    bounds = [0, *sorted(cuts), len(stream[0])]
+def run_chain(stream, cuts, boxes=BOXES, bounds="fixes"):
+    cut_at = [0, *sorted(cuts), len(stream[0])]
     o_state, v_state = empty_ordering_state(), empty_visit_state()
     visits, rejected, released = [], [], []
-    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for k, (a, b) in enumerate(zip(cut_at[:-1], cut_at[1:])):
         o_state, rel, rej = order_fixes(o_state, *(c[a:b] for c in stream),
-                                        flush=k == len(bounds) - 2, **ORDER_KW)
+                                        flush=k == len(cut_at) - 2, **ORDER_KW)
         pf, ph, pi = locate_boxes(rel.x_m, rel.y_m, boxes, MARGIN_M)
-        v_state, closed = advance_visits(v_state, rel.officer, rel.ts_ms, pf, ph, pi, **VISIT_KW)
+        v_state, closed = advance_visits(v_state, rel.officer, rel.ts_ms, pf, ph, pi, bounds=bounds,
+                                         fix_prev_ts_ms=rel.prev_ts_ms, **VISIT_KW)
         visits += as_tuples(closed)
         rejected += zip(rej.row.tolist(), rej.reason.tolist())
         released += zip(rel.officer.tolist(), rel.ts_ms.tolist())
-    visits += as_tuples(close_all(v_state))
+    visits += as_tuples(close_all(v_state, bounds=bounds, max_gap_s=VISIT_KW["max_gap_s"]))
     return sorted(visits), sorted(rejected), released
 
 
-def reference_chain(stream, boxes=BOXES):
+def reference_chain(stream, boxes=BOXES, bounds="fixes"):
     ref_o = ReferenceOrderer(**ORDER_KW)
-    ref_v = ReferenceVisits(**VISIT_KW)
+    ref_v = ReferenceVisits(**VISIT_KW, bounds=bounds)
     released = []
     for o, t, x, y, r in zip(*stream):
         released += ref_o.push(int(o), int(t), float(x), float(y), int(r))[0]
@@ -386,18 +445,20 @@ def reference_chain(stream, boxes=BOXES):
 @given(stream=walks(), data=st.data())
 def test_chained_batch_split_invariance_and_reference(stream, data):
     cuts = data.draw(st.lists(st.integers(0, len(stream[0])), max_size=6))
-    whole, whole_rej, released = run_chain(stream, [])
-    split, split_rej, _ = run_chain(stream, cuts)
+    bounds = data.draw(st.sampled_from(["fixes", "midpoint"]))
+    whole, whole_rej, released = run_chain(stream, [], bounds=bounds)
+    split, split_rej, _ = run_chain(stream, cuts, bounds=bounds)
     assert split == whole
     assert split_rej == whole_rej
-    ref_visits, ref_released = reference_chain(stream)
+    ref_visits, ref_released = reference_chain(stream, bounds=bounds)
     assert whole == ref_visits
     officers, ts = np.array([f[0] for f in released], int), np.array([f[1] for f in released], int)
     assert visits_within_track_span(whole, officers, ts)
     assert dwell_is_non_negative(whole) and visits_have_fixes(whole)
 
 
-def test_seeded_chain_matches_reference_in_batches():
+@pytest.mark.parametrize("bounds", ["fixes", "midpoint"])
+def test_seeded_chain_matches_reference_in_batches(bounds):
     # A bigger stream than hypothesis draws: 60 officers, 6000 fixes around
     # 150 m cells, late and duplicate fixes, teleports; cut into 7 batches.
     o, t, x, y, r = random_stream(11, 6_000, 60, late_share=0.05, dup_share=0.02,
@@ -406,8 +467,8 @@ def test_seeded_chain_matches_reference_in_batches():
               280_000 + j * 150 + 150) for i in range(0, 14, 2) for j in range(0, 14, 3)
              for dx in (0, 60)]  # pairs of overlapping cells
     stream = (o, t, x, y, r)
-    visits, _, _ = run_chain(stream, [500, 1500, 1501, 3000, 4200, 5999], boxes)
-    ref_visits, _ = reference_chain(stream, boxes)
+    visits, _, _ = run_chain(stream, [500, 1500, 1501, 3000, 4200, 5999], boxes, bounds)
+    ref_visits, _ = reference_chain(stream, boxes, bounds)
     assert visits == ref_visits
     assert len(visits) > 50 and sum(v[4] > 1 for v in visits) > 10
 

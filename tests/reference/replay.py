@@ -106,7 +106,7 @@ def replay_reference(path, hotspots, rules, schedule=None):
     pairs: dict[int, dict[int, bool]] = {}
     for f, h, i in zip(fix, hot, inside):
         pairs.setdefault(int(f), {})[int(h)] = bool(i)
-    machine = ReferenceVisits(rules.max_gap_s, rules.exit_grace_s)
+    machine = ReferenceVisits(rules.max_gap_s, rules.exit_grace_s, rules.visit_bounds)
     visits = []
     for k, (officer, ts, _, _, _) in enumerate(released):
         visits += machine.fix(officer, ts, pairs.get(k, {}))

@@ -13,23 +13,37 @@ from tests.reference.ordering import to_ms
 class ReferenceVisits:
     """``fix(officer, ts, pairs)`` with ``pairs`` a dict hotspot -> inside
     returns the visits it closed as ``(officer, hotspot, start, end, n_fixes)``.
+
+    With ``bounds="midpoint"`` a visit starts halfway back to the officer's
+    previous fix and ends halfway on to the fix after its last inside fix,
+    when that fix is no more than ``max_gap_s`` away.
     """
 
-    def __init__(self, max_gap_s: float, exit_grace_s: float):
+    def __init__(self, max_gap_s: float, exit_grace_s: float, bounds: str = "fixes"):
         self.max_gap_ms = to_ms(max_gap_s)
         self.grace_ms = to_ms(exit_grace_s)
+        self.midpoint = {"fixes": False, "midpoint": True}[bounds]
         self.open: dict[tuple[int, int], dict] = {}
+        self.prev_ts: dict[int, int] = {}  # officer -> ts of the last fix fed
 
-    def _close(self, key) -> tuple:
+    def _midway(self, a: int, b: int | None) -> int:
+        if self.midpoint and b is not None and abs(b - a) <= self.max_gap_ms:
+            return a + (b - a) // 2
+        return a
+
+    def _close(self, key, next_ts: int | None = None) -> tuple:
         v = self.open.pop(key)
-        return (key[0], key[1], v["start"], v["last_in"], v["n"])
+        after = v["after_in"] if v["after_in"] is not None else next_ts
+        return (key[0], key[1], v["start"], self._midway(v["last_in"], after), v["n"])
 
     def fix(self, officer: int, ts: int, pairs: dict[int, bool]) -> list[tuple]:
         closed = []
+        prev = self.prev_ts.get(officer)
+        self.prev_ts[officer] = ts
         mine = sorted(k for k in self.open if k[0] == officer)
         for key in mine:  # gap: silence is not presence
             if ts - self.open[key]["last_seen"] > self.max_gap_ms:
-                closed.append(self._close(key))
+                closed.append(self._close(key, ts))
         for key in mine:
             if key not in self.open:
                 continue
@@ -39,21 +53,26 @@ class ReferenceVisits:
                 if v["out_since"] is not None and ts - v["out_since"] >= self.grace_ms:
                     # Back after an excursion of the grace or more: the visit
                     # ended; a fix inside opens a new one below.
-                    closed.append(self._close(key))
+                    closed.append(self._close(key, ts))
                     continue
                 v["out_since"] = None
                 if pairs[key[1]]:
                     v["last_in"] = ts
+                    v["after_in"] = None
                     v["n"] += 1
+                elif v["after_in"] is None:
+                    v["after_in"] = ts
             else:
                 if v["out_since"] is None:
                     v["out_since"] = ts
                 if ts - v["out_since"] >= self.grace_ms:
-                    closed.append(self._close(key))
+                    closed.append(self._close(key, ts))
+                elif v["after_in"] is None:
+                    v["after_in"] = ts
         for hotspot, inside in sorted(pairs.items()):
             if inside and (officer, hotspot) not in self.open:
                 self.open[(officer, hotspot)] = dict(
-                    start=ts, last_in=ts, last_seen=ts, out_since=None, n=1
+                    start=self._midway(ts, prev), last_in=ts, last_seen=ts, out_since=None, after_in=None, n=1
                 )
         return closed
 
@@ -62,18 +81,18 @@ class ReferenceVisits:
 
     def open_rows(self) -> list[tuple]:
         """Open visits as (officer, hotspot, start, last_in, last_seen,
-        out_since or None, n), sorted by (officer, hotspot)."""
+        out_since or None, after_in or None, n), sorted by (officer, hotspot)."""
         return [
-            (k[0], k[1], v["start"], v["last_in"], v["last_seen"], v["out_since"], v["n"])
+            (k[0], k[1], v["start"], v["last_in"], v["last_seen"], v["out_since"], v["after_in"], v["n"])
             for k, v in sorted(self.open.items())
         ]
 
 
 def reference_visits(fix_officer, fix_ts_ms, pair_fix, pair_hotspot, pair_inside, *,
-                     max_gap_s, exit_grace_s, close=True):
+                     max_gap_s, exit_grace_s, close=True, bounds="fixes"):
     """Run whole arrays through a fresh :class:`ReferenceVisits`; returns the
     sorted closed visits (and the open ones, closed, when ``close``)."""
-    ref = ReferenceVisits(max_gap_s, exit_grace_s)
+    ref = ReferenceVisits(max_gap_s, exit_grace_s, bounds)
     pairs: dict[int, dict[int, bool]] = {}
     for f, h, inside in zip(pair_fix, pair_hotspot, pair_inside):
         pairs.setdefault(int(f), {})[int(h)] = bool(inside)
