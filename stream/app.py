@@ -13,13 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
+
+import numpy as np
+from prometheus_client import CollectorRegistry
 
 from geo.hotspots import HotspotSet, load_hotspots
 from stream.batches import BatchFormatError, FixBatch
+from stream.board import TodayBoard
 from stream.dwell_runtime import DwellRuntime
 from stream.events import PARTITION_DAY_CLOSED, VISIT_CLOSED, event_type
 from stream.faust_transport import DwellApp
 from stream.ingest import Ingest
+from stream.metrics import DwellMetrics
 from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
 from stream.schedule import load_schedule
@@ -90,6 +96,11 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                           settings.rules.min_patrol_s)
     owned_by = [[h for h in hs.ids if partition_of(h.encode(), settings.partitions) == q]
                 for q in range(settings.partitions)]
+    # With simulated event time (time checks off) the wall clock says nothing
+    # about which policing day is current.
+    board = TodayBoard(model, wall_clock_days=settings.max_future_s is not None)
+    app.board = board
+    app.metrics_registry = CollectorRegistry()
     # location-fixes is created with the same partition count (see stream.worker).
 
     @app.agent(fix_batches, name="track_dwell")
@@ -104,8 +115,12 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 # Not ours (another producer on an internal topic): skipped, logged.
                 log.error("fix-batches partition %d offset %d: %s", p, event.message.offset, exc)
             else:
+                started = time.perf_counter()
                 await runtime.handle(tracker, batch)
                 await runtime.close_day_if_due(tracker)
+                sent_at = event.message.timestamp  # the oldest fix's, in seconds (stream.ingest)
+                metrics.batch_processed(len(batch), time.perf_counter() - started,
+                                        time.time() - sent_at if sent_at else None)
             if runtime.trackers.get(p) is not tracker:
                 continue  # revoked while we awaited: the next owner re-reads from the checkpoint
             runtime.pending.setdefault(p, []).append(event)
@@ -141,12 +156,16 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     async def _on_visit(value: bytes, q: int) -> None:
         visit = VisitMessage.from_json(value)
         marks = json.loads(presence.get(marks_key(q)) or b"{}")
-        for day in model.days_of(visit):
+        for k, day in enumerate(model.days_of(visit)):
             if day.isoformat() in marks.get("closed", ()):
                 log.warning("visit %s arrived after %s closed; not counted", visit.visit_id, day)
                 continue
-            state, events = model.add_visit(presence.get(day_key(visit.hotspot_id, day)), visit, day)
+            board.saw_day(day)
+            state, events, new = model.add_visit(presence.get(day_key(visit.hotspot_id, day)), visit, day)
             presence[day_key(visit.hotspot_id, day)] = state
+            if new and k == 0:
+                duration_s = (visit.end_ms - visit.start_ms) / 1000.0
+                metrics.visit_counted(visit.hotspot_id, duration_s, duration_s >= model.min_patrol_s)
             for key, body, headers in events:
                 await _send_acked(settings.topic("patrol-events"), key, body, headers)
 
@@ -163,8 +182,10 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
             # Rows for the days the replay has: scheduled days and days with visits.
             if keys or doc["days"].get(closing.isoformat()) or model.scheduled_on(closing):
                 docs = [(h, json.loads(presence[k])) for h, k in keys]
-                for key, body, headers in model.close_day(docs, closing, owned_by[q]):
+                rows, events = model.close_day(docs, closing, owned_by[q])
+                for key, body, headers in events:
                     await _send_acked(settings.topic("patrol-events"), key, body, headers)
+                board.day_closed(closing, rows)
             for _, k in keys:
                 del presence[k]  # the day is out: its state goes, so memory stays bounded
             doc["closed"] = (doc["closed"] + [closing.isoformat()])[-366:]
@@ -177,6 +198,45 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
 
     ingest = Ingest(settings, send=send)
     app.ingest = ingest
+
+    def ready() -> bool:
+        if not ingest.ready:
+            return False
+        try:
+            return bool(app.consumer.assignment()) and not app.rebalancing
+        except Exception:  # the consumer is not built yet
+            return False
+
+    metrics = DwellMetrics(app.metrics_registry, hs, runtime=runtime, ingest=ingest, board=board, ready=ready)
+    app.metrics = metrics
+
+    @app.timer(interval=settings.metrics_refresh_s)
+    async def refresh_metrics() -> None:
+        # Snapshots for scrapes, built here in the event loop (state is only
+        # ever touched by the loop; scrapes run in the HTTP server's thread).
+        try:
+            present: dict[str, int] = {}
+            newest = None
+            for tracker in list(runtime.trackers.values()):
+                hs_idx = tracker.open_visits().hotspot
+                for h, c in zip(*np.unique(hs_idx, return_counts=True)):
+                    present[hs.ids[int(h)]] = present.get(hs.ids[int(h)], 0) + int(c)
+                if tracker.max_event_ms is not None:
+                    newest = tracker.max_event_ms if newest is None else max(newest, tracker.max_event_ms)
+            metrics.set_officers_present(present, newest)
+            topic = settings.topic("dwell-intervals")
+            owned_q = sorted({tp.partition for tp in app.consumer.assignment() if tp.topic == topic})
+            owned = [h for q in owned_q for h in owned_by[q]]
+            day = board.current_day
+            docs = []
+            if day is not None:
+                for h in owned:
+                    raw = presence.get(day_key(h, day))
+                    if raw is not None:
+                        docs.append((h, json.loads(raw)))
+            board.refresh(owned, docs, int(time.time() * 1000))
+        except Exception:  # metrics must never stop the worker
+            log.exception("metrics refresh failed")
 
     async def run_ingest() -> None:
         try:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 512 << 10  # checkpoint pieces stay well under Kafka's 1 MB message limit
 DEAD_LETTERED = (reasons.LATE, reasons.OUTSIDE_CRS)  # duplicates and speed rejects are counted only
+DEAD_LETTERED_NAMES = frozenset(reasons.REASON_NAMES[c] for c in DEAD_LETTERED)
 
 Send = Callable[..., Awaitable]
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -38,6 +38,7 @@ class IngestStats:
     records: int = 0
     batches: int = 0
     dead_letters: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
 
 def time_bounds_ms(settings: WorkerSettings, now_s: float | None = None) -> tuple[int, int]:
@@ -87,9 +88,11 @@ class Ingest:
         offsets = {}
         futures = []
         for tp, msgs in records.items():
+            # The batch carries its oldest record's timestamp (Faust takes seconds), so stage
+            # 1 can measure fix-to-output latency.
             for part in self._encoded_parts(tp.partition, msgs, lo, hi, futures, source):
                 futures.append(await self._send(s.topic("fix-batches"), f"p{tp.partition}".encode(), part,
-                                                tp.partition, None, None))
+                                                tp.partition, msgs[0].timestamp / 1000.0, None))
                 self.stats.batches += 1
             self.stats.records += len(msgs)
             offsets[tp] = msgs[-1].offset + 1
@@ -112,9 +115,11 @@ class Ingest:
             half = len(msgs) // 2
             return (self._encoded_parts(partition, msgs[:half], lo, hi, futures, source)
                     + self._encoded_parts(partition, msgs[half:], lo, hi, futures, source))
+        reasons = self.stats.dead_letter_reasons
         for i, code in zip(bad.tolist(), reason.tolist()):
             m = msgs[i]
             futures.append(self._dead_letter(m, partition, REASON_NAMES[code], source))
+            reasons[REASON_NAMES[code]] = reasons.get(REASON_NAMES[code], 0) + 1
         self.stats.dead_letters += len(bad)
         return [data] if data else []
 

@@ -1,81 +1,263 @@
-"""Prometheus metrics of a worker, read from the engine's own counters at scrape time.
+"""Prometheus metrics of a worker: one class on an injected registry.
 
-One class on an injected registry. Names: one namespace (``hotspot_dwell``),
-base units, ``_total`` on counters; no officer or device id is ever a label,
-and only the hot spots of partitions this worker owns have series, so
-summing over workers is right.
+Names: one namespace (``hotspot_dwell``), base units, ``_total`` on counters.
+No officer or device id is ever a label. Per-hot-spot series describe the
+hot spots whose stage-2 partitions this worker owns, rebuilt from a snapshot
+on every scrape, so a hot spot that moved to another worker in a rebalance
+has no series here any more and summing over workers is right. Officers
+present come from stage 1 (per officer partition): each officer is counted
+by the one worker that owns them, so that sum is right too.
+
+Compliance is not exported as a ratio: a district's hot spots are spread over
+workers, and ratios do not add up. Each worker exports scheduled and met hot
+spot counts per district; the recording rules in deploy/prometheus divide the
+sums.
+
+Event hooks (:meth:`DwellMetrics.batch_processed`, :meth:`visit_counted`) are
+called in the event loop; scrape-time values come from snapshots the worker
+swaps in (:meth:`set_officers_present`, the board), never from live state.
 """
 
 from __future__ import annotations
 
+import platform
+import time
 from collections.abc import Iterable
+from importlib import metadata
 
 import numpy as np
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from geo.hotspots import HotspotSet
+from stream.board import BoardSnapshot
+
 NAMESPACE = "hotspot_dwell"
+# Dwell durations: 1 minute to 2 hours, with the 15-minute patrol as an edge.
+DWELL_BUCKETS_S = (60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200)
+BATCH_FIX_BUCKETS = (1, 10, 100, 1_000, 5_000, 20_000, 50_000, 100_000)
+BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("hotspot-dwell")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 class DwellMetrics(Collector):
-    """Collects from a :class:`stream.dwell_runtime.DwellRuntime` and an :class:`stream.ingest.Ingest`."""
+    """Every metric of a worker.
 
-    def __init__(self, runtime, ingest, registry: CollectorRegistry, version: str = "0.1.0", app=None) -> None:
+    Parameters
+    ----------
+    registry : CollectorRegistry
+        Where the metrics live (one per worker; tests pass their own).
+    hotspots : HotspotSet
+        For names, districts and centres.
+    runtime : stream.dwell_runtime.DwellRuntime, optional
+        Stage 1 counters (read at scrape time).
+    ingest : stream.ingest.Ingest, optional
+        Ingest counters.
+    board : stream.board.TodayBoard, optional
+        Stage 2's current day.
+    ready : callable, optional
+        True once the worker has its partitions.
+    """
+
+    def __init__(self, registry: CollectorRegistry, hotspots: HotspotSet, *, runtime=None, ingest=None,
+                 board=None, ready=None, version: str | None = None) -> None:
+        self.hotspots = hotspots
         self.runtime = runtime
         self.ingest = ingest
-        self.app = app
-        self.version = version
+        self.board = board
+        self._ready = ready
+        self.version = version or package_version()
+        self._districts = np.array([g or "none" for g in hotspots.groups], dtype=object)
+        lon, lat = hotspots.centroids_wgs84
+        self._centre = {h: (f"{la:.6f}", f"{lo:.6f}") for h, la, lo in zip(hotspots.ids, lat, lon)}
+        self._index = {h: i for i, h in enumerate(hotspots.ids)}
+        self._officers_present: dict[str, int] = {}
+        self._newest_event_ms: int | None = None
+        n = NAMESPACE
+        self.visit_duration = Histogram(f"{n}_visit_duration_seconds", "Duration of closed visits, by district",
+                                        ["district"], buckets=DWELL_BUCKETS_S, registry=registry)
+        self.patrols_completed = Counter(f"{n}_patrols_completed", "Patrols completed (visits of the patrol "
+                                         "length or more), by district", ["district"], registry=registry)
+        self.batch_fixes = Histogram(f"{n}_batch_fixes", "Fixes per fix-batch processed by stage 1",
+                                     buckets=BATCH_FIX_BUCKETS, registry=registry)
+        self.batch_duration = Histogram(f"{n}_batch_duration_seconds", "Stage 1 processing time of a fix-batch",
+                                        buckets=BATCH_SECONDS_BUCKETS, registry=registry)
+        self.fix_latency = Histogram(f"{n}_fix_latency_seconds", "From a batch's oldest fix reaching Kafka to "
+                                     "its dwell updates being sent", buckets=LATENCY_BUCKETS_S, registry=registry)
         registry.register(self)
+
+    # -- hooks, called in the event loop -----------------------------------------------
+
+    def batch_processed(self, n_fixes: int, seconds: float, latency_s: float | None) -> None:
+        self.batch_fixes.observe(n_fixes)
+        self.batch_duration.observe(seconds)
+        if latency_s is not None and latency_s >= 0:
+            self.fix_latency.observe(latency_s)
+
+    def visit_counted(self, hotspot_id: str, duration_s: float, is_patrol: bool) -> None:
+        """A visit stage 2 counted for the first time (re-sent visits are not counted again)."""
+        district = self._districts[self._index[hotspot_id]]
+        self.visit_duration.labels(district).observe(duration_s)
+        if is_patrol:
+            self.patrols_completed.labels(district).inc()
+
+    def set_officers_present(self, counts: dict[str, int], newest_event_ms: int | None) -> None:
+        """Open visits per hot spot id (stage 1) and the newest event time processed."""
+        self._officers_present = dict(counts)
+        self._newest_event_ms = newest_event_ms
+
+    # -- scrape ----------------------------------------------------------------------------
 
     def collect(self) -> Iterable:
         n = NAMESPACE
         info = InfoMetricFamily(f"{n}_build", "Build of this worker")
-        info.add_metric([], {"version": self.version})
+        info.add_metric([], {"version": self.version, "python": platform.python_version()})
         yield info
-        ready = GaugeMetricFamily(f"{n}_ready", "1 once the ingest and stage consumers have their partitions")
-        ready.add_metric([], 1.0 if self._ready() else 0.0)
+        ready = GaugeMetricFamily(f"{n}_ready", "1 once the worker's consumers have their partitions")
+        ready.add_metric([], 1.0 if self._ready is None or self._ready() else 0.0)
         yield ready
-        st = self.runtime.stats
-        yield CounterMetricFamily(f"{n}_ingest_records", "Records read from location-fixes",
-                                  value=self.ingest.stats.records)
-        yield CounterMetricFamily(f"{n}_dead_letters", "Records sent to the dead-letter topic by ingest",
-                                  value=self.ingest.stats.dead_letters)
-        yield CounterMetricFamily(f"{n}_batches", "fix-batches messages processed by stage 1", value=st.batches)
-        yield CounterMetricFamily(f"{n}_fixes_processed", "Valid fixes processed by stage 1", value=st.fixes)
-        rejected = CounterMetricFamily(f"{n}_fixes_rejected", "Fixes rejected by stage 1, by reason",
-                                       labels=["reason"])
-        for reason, count in sorted((st.rejected or {}).items()):
+        yield from self._engine()
+        yield from self._present()
+        if self.board is not None:
+            yield from self._board(self.board.snapshot)
+
+    def _engine(self) -> Iterable:
+        n = NAMESPACE
+        if self.ingest is not None:
+            st = self.ingest.stats
+            yield CounterMetricFamily(f"{n}_ingest_records", "Records read from location-fixes", value=st.records)
+            yield CounterMetricFamily(f"{n}_ingest_batches", "fix-batches messages written by ingest",
+                                      value=st.batches)
+        dead = CounterMetricFamily(f"{n}_dead_letters", "Records sent to the dead-letter topic, by reason",
+                                   labels=["reason"])
+        rejected = CounterMetricFamily(f"{n}_fixes_rejected", "Fixes not used, by reason (dead-lettered or "
+                                       "dropped: duplicates, impossible speed)", labels=["reason"])
+        by_reason: dict[str, int] = {}
+        dead_by_reason: dict[str, int] = {}
+        if self.ingest is not None:
+            for reason, count in self.ingest.stats.dead_letter_reasons.items():
+                by_reason[reason] = by_reason.get(reason, 0) + count
+                dead_by_reason[reason] = dead_by_reason.get(reason, 0) + count
+        if self.runtime is not None:
+            from stream.dwell_runtime import DEAD_LETTERED_NAMES
+
+            for reason, count in (self.runtime.stats.rejected or {}).items():
+                by_reason[reason] = by_reason.get(reason, 0) + count
+                if reason in DEAD_LETTERED_NAMES:
+                    dead_by_reason[reason] = dead_by_reason.get(reason, 0) + count
+        for reason, count in sorted(by_reason.items()):
             rejected.add_metric([reason], count)
+        for reason, count in sorted(dead_by_reason.items()):
+            dead.add_metric([reason], count)
         yield rejected
-        yield CounterMetricFamily(f"{n}_visits_closed", "Visits closed and sent", value=st.visits)
-        yield CounterMetricFamily(f"{n}_patrols_completed", "Patrols completed and sent", value=st.patrols)
-        present = GaugeMetricFamily(f"{n}_officers_present", "Officers in the hot spot now (open visits)",
-                                    labels=["hotspot_id"])
-        counts: dict[int, int] = {}
-        for tracker in list(self.runtime.trackers.values()):
-            hs = tracker.open_visits().hotspot
-            for h, c in zip(*np.unique(hs, return_counts=True)):
-                counts[int(h)] = counts.get(int(h), 0) + int(c)
+        yield dead
+        if self.runtime is None:
+            return
+        st = self.runtime.stats
+        accepted = st.fixes - sum((st.rejected or {}).values())
+        yield CounterMetricFamily(f"{n}_fixes_accepted", "Fixes used by the dwell rules (stage 1)",
+                                  value=max(accepted, 0))
+        yield CounterMetricFamily(f"{n}_batches", "fix-batches processed by stage 1", value=st.batches)
+        yield CounterMetricFamily(f"{n}_visits_sent", "Visits closed and sent by stage 1 (re-sends included)",
+                                  value=st.visits)
+        yield CounterMetricFamily(f"{n}_checkpoints", "Stage 1 checkpoints written", value=st.checkpoints)
+        if self._newest_event_ms is not None:
+            lag = GaugeMetricFamily(f"{n}_event_time_lag_seconds", "Wall clock minus the newest event time "
+                                    "stage 1 has processed")
+            lag.add_metric([], time.time() - self._newest_event_ms / 1000.0)
+            yield lag
+
+    def _present(self) -> Iterable:
+        present = GaugeMetricFamily(f"{NAMESPACE}_officers_present", "Officers in the hot spot now (open "
+                                    "visits of this worker's officers)", labels=["hotspot_id"])
+        # Zeros for the hot spots this worker owns in stage 2, so every hot
+        # spot has a series somewhere; counts wherever its officers are.
+        counts = dict.fromkeys(self.board.snapshot.hotspot_id.tolist(), 0) if self.board is not None else {}
+        counts.update(self._officers_present)
         for h, c in sorted(counts.items()):
-            present.add_metric([self.runtime.hotspots.ids[h]], c)
+            present.add_metric([h], c)
         yield present
 
+    def _board(self, snap: BoardSnapshot) -> Iterable:
+        n = NAMESPACE
+        hotspot_info = InfoMetricFamily(f"{n}_hotspot", "Hot spots of this worker's stage-2 partitions: name, "
+                                        "district and centre (for maps)")
+        families = {
+            "scheduled": GaugeMetricFamily(f"{n}_hotspot_scheduled", "1 if the hot spot is scheduled today",
+                                           labels=["hotspot_id"]),
+            "met": GaugeMetricFamily(f"{n}_hotspot_met", "1 once today's scheduled dosage is met",
+                                     labels=["hotspot_id"]),
+            "target": GaugeMetricFamily(f"{n}_hotspot_target_seconds", "Today's target presence in the window",
+                                        labels=["hotspot_id"]),
+            "win_start": GaugeMetricFamily(f"{n}_hotspot_window_start_timestamp_seconds", "Start of today's "
+                                           "patrol window", labels=["hotspot_id"]),
+            "win_end": GaugeMetricFamily(f"{n}_hotspot_window_end_timestamp_seconds", "End of today's patrol "
+                                         "window", labels=["hotspot_id"]),
+            "presence": GaugeMetricFamily(f"{n}_hotspot_presence_seconds", "Presence today (union of officers' "
+                                          "visits: patrol-seconds)", labels=["hotspot_id"]),
+            "win_presence": GaugeMetricFamily(f"{n}_hotspot_window_presence_seconds", "Presence today inside "
+                                              "the patrol window", labels=["hotspot_id"]),
+            "officer": GaugeMetricFamily(f"{n}_hotspot_officer_seconds", "Officer-seconds today (sum of "
+                                         "visits)", labels=["hotspot_id"]),
+            "visits": GaugeMetricFamily(f"{n}_hotspot_visits", "Visits today", labels=["hotspot_id"]),
+            "patrols": GaugeMetricFamily(f"{n}_hotspot_patrols", "Patrols that started today",
+                                         labels=["hotspot_id"]),
+        }
+        sched_n: dict[str, int] = {}
+        met_n: dict[str, int] = {}
+        for i, h in enumerate(snap.hotspot_id.tolist()):
+            k = self._index.get(h)
+            if k is None:
+                continue
+            district = self._districts[k]
+            lat, lon = self._centre[h]
+            hotspot_info.add_metric([], {"hotspot_id": h, "name": self.hotspots.names[k] or h,
+                                         "district": district, "lat": lat, "lon": lon})
+            families["scheduled"].add_metric([h], float(snap.scheduled[i]))
+            families["met"].add_metric([h], float(snap.met[i]))
+            families["presence"].add_metric([h], float(snap.presence_s[i]))
+            families["officer"].add_metric([h], float(snap.officer_s[i]))
+            families["visits"].add_metric([h], int(snap.visits[i]))
+            families["patrols"].add_metric([h], int(snap.patrols[i]))
+            sched_n.setdefault(district, 0)
+            met_n.setdefault(district, 0)
+            if snap.scheduled[i]:
+                families["target"].add_metric([h], float(snap.target_s[i]))
+                families["win_start"].add_metric([h], float(snap.window_start_s[i]))
+                families["win_end"].add_metric([h], float(snap.window_end_s[i]))
+                families["win_presence"].add_metric([h], float(snap.window_presence_s[i]))
+                sched_n[district] += 1
+                met_n[district] += int(snap.met[i])
+        yield hotspot_info
+        yield from families.values()
+        scheduled = GaugeMetricFamily(f"{n}_scheduled_hotspots", "Hot spots scheduled today, by district",
+                                      labels=["district"])
+        met = GaugeMetricFamily(f"{n}_met_hotspots", "Scheduled hot spots whose dosage is met today, by district",
+                                labels=["district"])
+        for d in sorted(sched_n):
+            scheduled.add_metric([d], sched_n[d])
+            met.add_metric([d], met_n[d])
+        yield scheduled
+        yield met
+        if snap.day is not None:
+            day = GaugeMetricFamily(f"{n}_policing_day_start_timestamp_seconds", "Start of the policing day the "
+                                    "hot spot series describe")
+            day.add_metric([], snap.day_start_s)
+            yield day
+            end = GaugeMetricFamily(f"{n}_policing_day_end_timestamp_seconds", "End of that policing day (23 or "
+                                    "25 hours after its start on clock-change days)")
+            end.add_metric([], snap.day_end_s)
+            yield end
 
-    def _ready(self) -> bool:
-        if not self.ingest.ready:
-            return False
-        if self.app is None:
-            return True
-        try:
-            return bool(self.app.consumer.assignment()) and not self.app.rebalancing
-        except Exception:  # the consumer is not built yet
-            return False
 
-
-def serve(runtime, ingest, port: int, host: str = "127.0.0.1", app=None) -> CollectorRegistry:
-    """Serve ``/metrics`` on ``host:port`` from a registry of this worker's own."""
-    registry = CollectorRegistry()
-    DwellMetrics(runtime, ingest, registry, app=app)
-    start_http_server(port, addr=host, registry=registry)
-    return registry
+def serve(metrics_registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` of ``metrics_registry`` on ``host:port`` (a thread of its own)."""
+    start_http_server(port, addr=host, registry=metrics_registry)

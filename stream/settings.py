@@ -40,6 +40,7 @@ class WorkerSettings:
     ingest_max_records: int = 20_000
     fetch_max_wait_ms: int = 5
     checkpoint_interval_s: float = 2.0
+    metrics_refresh_s: float = 2.0  # how often the per-hot-spot series are rebuilt for scrapes
     # Event-time bounds relative to the wall clock; None turns the check off
     # (simulated days run in compressed event time).
     max_future_s: float | None = 300.0

@@ -21,7 +21,7 @@ from stream.engine import Visits
 from stream.events import ce_headers
 from stream.policing_day import PolicingCalendar
 from stream.schedule import Schedule
-from stream.tables import EVENT_NAMESPACE, hotspot_days_table, rfc3339_utc
+from stream.tables import EVENT_NAMESPACE, Table, hotspot_days_table, rfc3339_utc
 
 DOSAGE_MET = "hotspot.dosage_met"
 DAY_CLOSED = "hotspot.day_closed"
@@ -90,6 +90,11 @@ class PresenceModel:
         self.min_patrol_s = min_patrol_s
         self._entries = schedule.by_key() if schedule else {}
 
+    @property
+    def schedule_entries(self) -> dict:
+        """(policing day, hot spot id) -> ScheduleEntry."""
+        return self._entries
+
     def scheduled_on(self, day: dt.date) -> bool:
         return any(d == day for d, _ in self._entries)
 
@@ -99,9 +104,14 @@ class PresenceModel:
         last = self.calendar.day_of_ms(visit.end_ms)
         return [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
 
-    def add_visit(self, state: bytes | None, visit: VisitMessage, day: dt.date) -> tuple[bytes, list[Event]]:
-        """Fold a visit into a hot spot-day; the dosage event the first time the target is reached."""
+    def add_visit(self, state: bytes | None, visit: VisitMessage, day: dt.date) -> tuple[bytes, list[Event], bool]:
+        """Fold a visit into a hot spot-day; the dosage event the first time the target is reached.
+
+        Returns the new state, the events, and whether the visit was new to
+        the hot spot-day (a visit re-sent after a crash is not).
+        """
         doc = json.loads(state) if state else {"visits": {}, "dosage_met": False}
+        new = visit.visit_id not in doc["visits"]
         doc["visits"][visit.visit_id] = [visit.start_ms, visit.end_ms]
         events: list[Event] = []
         entry = self._entries.get((day, visit.hotspot_id))
@@ -110,7 +120,7 @@ class PresenceModel:
             if bool(row["met"][0]):
                 doc["dosage_met"] = True
                 events.append(self._dosage_event(visit.hotspot_id, day, row, visit.end_ms))
-        return json.dumps(doc, separators=(",", ":")).encode(), events
+        return json.dumps(doc, separators=(",", ":")).encode(), events, new
 
     def day_rows(self, docs: list[tuple[str, dict]], day: dt.date, also: list[str] = ()):
         """hot spot-day rows of ``day`` for the hot spots in ``docs`` (and ``also``, with no visits)."""
@@ -129,8 +139,8 @@ class PresenceModel:
         return hotspot_days_table(visits, self.hotspots, self.schedule, self.calendar, self.min_patrol_s,
                                   days=[day], hotspot_index=wanted)
 
-    def close_day(self, docs: list[tuple[str, dict]], day: dt.date, owned: list[str]) -> list[Event]:
-        """``hotspot.day_closed`` for every owned hot spot (the evaluation row)."""
+    def close_day(self, docs: list[tuple[str, dict]], day: dt.date, owned: list[str]) -> tuple[Table, list[Event]]:
+        """The day's rows and a ``hotspot.day_closed`` for every owned hot spot (the evaluation row)."""
         seen = {h for h, _ in docs}
         table = self.day_rows(docs, day, also=[h for h in owned if h not in seen])
         out = []
@@ -142,7 +152,7 @@ class PresenceModel:
             body = dict(row, event_id=eid)
             out.append((hid.encode(), json.dumps(body, separators=(",", ":")).encode(),
                         ce_headers(DAY_CLOSED, eid, end_text, hid)))
-        return out
+        return table, out
 
     def _dosage_event(self, hotspot_id: str, day: dt.date, row, at_ms: int) -> Event:
         eid = event_id(DOSAGE_MET, hotspot_id, day)

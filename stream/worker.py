@@ -66,7 +66,7 @@ def run_worker(settings: WorkerSettings, loglevel: str = "warning") -> int:
     if settings.metrics_port:
         from stream.metrics import serve
 
-        serve(app.dwell_runtime, app.ingest, settings.metrics_port, settings.metrics_host, app=app)
+        serve(app.metrics_registry, settings.metrics_port, settings.metrics_host)
         log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
