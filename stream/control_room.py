@@ -93,6 +93,10 @@ def draw(data: dict, hotspots: HotspotSet, path: str | Path, title: str = "Hot s
         for poly in getattr(geom, "geoms", [geom]):
             x, y = poly.exterior.xy
             ax.fill(np.asarray(x) / 1000, np.asarray(y) / 1000, color=colour, ec="#555", lw=0.4)
+    bounds = np.array([g.bounds for g in hotspots.geometries_metric]) / 1000
+    pad = 0.3
+    ax.set_xlim(bounds[:, 0].min() - pad, bounds[:, 2].max() + pad)
+    ax.set_ylim(bounds[:, 1].min() - pad, bounds[:, 3].max() + pad)
     ax.set_aspect("equal")
     ax.set_title("Hot spots by status", loc="left")
     ax.set_xlabel("easting (km, EPSG:27700)")

@@ -47,9 +47,16 @@ class LiveState:
     met: set[str] = field(default_factory=set)
     day_rows: dict[str, dict] = field(default_factory=dict)
     visits: int = 0
+    seen_ids: set[bytes] = field(default_factory=set)
 
     def apply(self, message) -> None:
         kind = event_type(message.headers)
+        # At-least-once: a worker restart may repeat an event, always with its id.
+        event_id = dict(message.headers or ()).get("ce_id")
+        if event_id is not None:
+            if event_id in self.seen_ids:
+                return
+            self.seen_ids.add(event_id)
         if kind in ("visit.opened", "visit.closed", "patrol.completed", "hotspot.dosage_met", "hotspot.day_closed"):
             body = json.loads(message.value)
         if kind == "visit.opened":
@@ -164,6 +171,28 @@ def _check_stop() -> None:
         raise KeyboardInterrupt
 
 
+def _start_prometheus(metrics_port: int, out_dir: Path):
+    """A real Prometheus with the shipped rules scraping the worker, when one is installed."""
+    from stream.promserver import PrometheusServer, prometheus_binary
+
+    if prometheus_binary() is None:
+        print("(no prometheus installed: apt-get install prometheus for the control-room picture)", flush=True)
+        return None
+    prom = PrometheusServer([f"127.0.0.1:{metrics_port}"], workdir=out_dir / "prometheus").start()
+    print(f"Prometheus on {prom.url} (the shipped deploy/prometheus rules), scraping the worker", flush=True)
+    return prom
+
+
+def _control_room_picture(prom, hs, patrols: int, out_dir: Path) -> Path:
+    from stream.control_room import draw, snapshot
+
+    # The last scrape may predate the day's close: wait for the final figures.
+    prom.wait_for("sum(hotspot_dwell_hotspot_patrols)", lambda r: bool(r) and r[0]["value"] == patrols,
+                  timeout_s=60)
+    prom.wait_for("hotspot_dwell:compliance:ratio", lambda r: bool(r), timeout_s=60)
+    return draw(snapshot(prom), hs, out_dir / "control-room.png", title=f"Control room, policing day {DEMO_DAY}")
+
+
 def run_stream_demo(out_dir: Path, *, officers: int = 8, seed: int = 7, seconds: float = 30.0) -> int:
     from stream.charts import draw_compliance_by_day, draw_presence_per_hotspot
     from stream.cli import _print_compliance
@@ -183,6 +212,7 @@ def run_stream_demo(out_dir: Path, *, officers: int = 8, seed: int = 7, seconds:
     metrics_port = free_port()
     broker = EmbeddedBroker(log_path=out_dir / "broker.log")
     worker = None
+    prom = None
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     _STOP.clear()
     for sig in previous:  # also when started with SIGINT ignored (a background job)
@@ -200,6 +230,7 @@ def run_stream_demo(out_dir: Path, *, officers: int = 8, seed: int = 7, seconds:
             env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=die_with_parent)
         seconds_to_ready = wait_ready(metrics_port, worker)
         print(f"worker ready in {seconds_to_ready:.1f} s; playing the day in {seconds:.0f} s", flush=True)
+        prom = _start_prometheus(metrics_port, out_dir)
         state = LiveState(scheduled={e.hotspot_id for e in schedule.entries})
         asyncio.run(_play(broker.bootstrap, records, seconds, state, hs, sys.stdout))
         rows = [state.day_rows[h] for h in sorted(state.day_rows)]
@@ -218,6 +249,10 @@ def run_stream_demo(out_dir: Path, *, officers: int = 8, seed: int = 7, seconds:
         print(f"\nwrote {out_dir / 'hotspot_days.csv'}, {out_dir / 'compliance.csv'}")
         for c in charts:
             print(f"wrote {c}")
+        if prom is not None:
+            patrols = sum(int(r["patrols"]) for r in rows)
+            print(f"wrote {_control_room_picture(prom, hs, patrols, out_dir)} (the control-room view, "
+                  f"from Prometheus)")
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the worker and the broker", flush=True)
@@ -225,6 +260,8 @@ def run_stream_demo(out_dir: Path, *, officers: int = 8, seed: int = 7, seconds:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if prom is not None:
+            prom.stop()
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:
