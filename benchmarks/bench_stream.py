@@ -110,7 +110,7 @@ def throughput(broker, n_fixes, n_officers, work) -> dict:
 
         wait_ready(port, worker)
         t0 = time.perf_counter()
-        while metric(port, "hotspot_dwell_fixes_processed_total") < len(records):
+        while metric(port, "hotspot_dwell_batch_fixes_sum") < len(records):
             if time.perf_counter() - t0 > 600:
                 raise RuntimeError("worker did not finish in 600 s")
             time.sleep(0.25)  # each scrape costs the worker some GIL time: poll gently
