@@ -130,3 +130,71 @@ def random_points_wgs84(n: int, seed: int, *, crs: str = "EPSG:27700", **kwargs)
     """:func:`random_points` projected to WGS84 (lon, lat degrees)."""
     x, y = random_points(n, seed, **kwargs)
     return MetricProjection(crs).to_wgs84(x, y)
+
+
+def patrol_tracks(
+    centres_m: np.ndarray,
+    n_officers: int,
+    fixes_per_officer: int,
+    seed: int,
+    *,
+    interval_s: float = 30.0,
+    dwell_s: tuple[float, float] = (300.0, 1800.0),
+    speed_mps: float = 1.4,
+    error_m: float = 15.0,
+    t0_ms: int = 1_711_800_000_000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Officers on patrol: dwell in a hot spot, walk to another, dwell again.
+
+    Each officer starts at a random point of its cycle, dwells 5-30 minutes
+    at a hot spot centre (``centres_m``, metres), walks at ``speed_mps`` to
+    the nearest-but-random next hot spot (one of the 8 nearest), and so on;
+    radios report every ``interval_s`` (each officer with its own phase) with
+    Gaussian error ``error_m``. Visits are then a few percent of fixes, as in
+    the field, not one in six as officers jittering around cell edges give.
+
+    Returns
+    -------
+    officer : int64 (n,) ; ts_ms : int64 (n,) ; x_m, y_m : float64 (n,)
+        In time order (then by officer), ``n = n_officers * fixes_per_officer``.
+    """
+    rng = np.random.default_rng(seed)
+    n_c = centres_m.shape[0]
+    horizon_s = fixes_per_officer * interval_s + dwell_s[1]
+    # Enough dwell+walk segments per officer to cover the horizon.
+    n_seg = int(np.ceil(horizon_s / dwell_s[0])) + 2
+    # Candidate next hot spots: the 8 nearest of each (a patrol route, not a city crossing).
+    k = min(8, n_c - 1) if n_c > 1 else 1
+    d2 = ((centres_m[:, None, :] - centres_m[None, :, :]) ** 2).sum(-1) if n_c <= 5000 else None
+    if d2 is not None:
+        np.fill_diagonal(d2, np.inf)
+        near = np.argsort(d2, axis=1)[:, :k]
+    else:
+        near = rng.integers(0, n_c, (n_c, k))
+    stops = np.empty((n_officers, n_seg), np.int64)
+    stops[:, 0] = rng.integers(0, n_c, n_officers)
+    for s in range(1, n_seg):
+        stops[:, s] = near[stops[:, s - 1], rng.integers(0, k, n_officers)]
+    dwell = rng.uniform(*dwell_s, (n_officers, n_seg))
+    leg = np.linalg.norm(centres_m[stops[:, 1:]] - centres_m[stops[:, :-1]], axis=-1) / speed_mps
+    # Timeline per officer: dwell_0, walk_0, dwell_1, walk_1, ... (seconds).
+    durations = np.empty((n_officers, 2 * n_seg - 1))
+    durations[:, 0::2] = dwell
+    durations[:, 1::2] = leg
+    ends = np.cumsum(durations, axis=1)
+    offset = rng.uniform(0, dwell_s[1], n_officers)  # start somewhere in the first cycle
+    phase = rng.uniform(0, interval_s, n_officers)
+    t = offset[:, None] + phase[:, None] + np.arange(fixes_per_officer)[None, :] * interval_s
+    seg = np.minimum((ends[:, None, :] <= t[:, :, None]).sum(-1), durations.shape[1] - 1)
+    start = np.take_along_axis(np.concatenate([np.zeros((n_officers, 1)), ends[:, :-1]], axis=1), seg, axis=1)
+    frac = np.clip((t - start) / np.take_along_axis(durations, seg, axis=1), 0.0, 1.0)
+    a = np.take_along_axis(stops, seg // 2, axis=1)
+    b = np.take_along_axis(stops, np.minimum(seg // 2 + 1, n_seg - 1), axis=1)
+    walking = (seg % 2 == 1)[..., None]
+    pa, pb = centres_m[a], centres_m[b]
+    pos = np.where(walking, pa + (pb - pa) * frac[..., None], pa)
+    pos = pos + rng.normal(0.0, error_m, pos.shape)
+    officer = np.repeat(np.arange(n_officers), fixes_per_officer)
+    ts = (t0_ms + (t - offset[:, None]) * 1000).astype(np.int64).ravel()
+    order = np.lexsort((officer, ts))
+    return officer[order], ts[order], pos[..., 0].ravel()[order], pos[..., 1].ravel()[order]

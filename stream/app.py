@@ -11,10 +11,10 @@ Agents are thin: decode, call the runtime, ack. The business logic lives in
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 
+import msgspec
 import numpy as np
 from prometheus_client import CollectorRegistry
 
@@ -22,7 +22,6 @@ from geo.hotspots import HotspotSet, load_hotspots
 from stream.batches import BatchFormatError, FixBatch
 from stream.board import TodayBoard
 from stream.dwell_runtime import DwellRuntime
-from stream.events import PARTITION_DAY_CLOSED, VISIT_CLOSED, event_type
 from stream.faust_transport import DwellApp
 from stream.ingest import Ingest
 from stream.metrics import DwellMetrics
@@ -30,7 +29,8 @@ from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
 from stream.schedule import load_schedule
 from stream.settings import WorkerSettings
-from stream.stage2 import PresenceModel, VisitMessage, day_key, fold_mark, marks_key
+from stream.presence_runtime import PresenceRuntime
+from stream.stage2 import PresenceModel
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,15 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                             extra_topic_configs={"cleanup.policy": "compact"})
     for name in ("patrol-events", "location-fixes-dead-letter"):
         app.topic(settings.topic(name), partitions=settings.partitions, internal=True)
-    # Stage 2 reads visits and the in-band day marks (by hot spot).
-    presence_inputs = app.topic(settings.topic("dwell-intervals"), partitions=settings.partitions, internal=True,
-                                value_serializer="raw", key_serializer="raw")
-    presence = app.Table("hotspot_day_to_presence", default=None, partitions=settings.partitions,
-                         key_type=bytes, value_type=bytes, extra_topic_configs={"cleanup.policy": "compact"})
+    app.topic(settings.topic("dwell-intervals"), partitions=settings.partitions, internal=True)
+    # Stage 2 reads stage 1's visit-batches: one message per fix-batch and
+    # stage-2 partition (visits of its hot spots and the day marks, in order),
+    # not one per visit, so it never pays Faust's per-message cost per visit.
+    visit_batches = app.topic(settings.topic("visit-batches"), partitions=settings.partitions, internal=True,
+                              value_serializer="raw", key_serializer="raw")
+    presence_checkpoints = app.Table("partition_to_presence", default=None, partitions=settings.partitions,
+                                     key_type=bytes, value_type=bytes,
+                                     extra_topic_configs={"cleanup.policy": "compact"})
     schedule = load_schedule(settings.schedule, hs.ids) if settings.schedule else None
     log.warning("%d hot spots from %s; schedule: %s", len(hs), settings.hotspots,
                 f"{len(schedule)} hot spot-days from {settings.schedule}" if schedule else "none")
@@ -96,6 +100,8 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                           settings.rules.min_patrol_s)
     owned_by = [[h for h in hs.ids if partition_of(h.encode(), settings.partitions) == q]
                 for q in range(settings.partitions)]
+    presence = PresenceRuntime(settings, model, send, owned_by)
+    app.presence_runtime = presence
     # With simulated event time (time checks off) the wall clock says nothing
     # about which policing day is current.
     board = TodayBoard(model, wall_clock_days=settings.max_future_s is not None)
@@ -118,10 +124,12 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 started = time.perf_counter()
                 await runtime.handle(tracker, batch)
                 await runtime.close_day_if_due(tracker)
+                await runtime.send_visit_batches(tracker, event.message.offset)
                 sent_at = event.message.timestamp  # the oldest fix's, in seconds (stream.ingest)
                 metrics.batch_processed(len(batch), time.perf_counter() - started,
                                         time.time() - sent_at if sent_at else None)
             if runtime.trackers.get(p) is not tracker:
+                runtime.drop_unsent()
                 continue  # revoked while we awaited: the next owner re-reads from the checkpoint
             runtime.pending.setdefault(p, []).append(event)
             if runtime.checkpoint_due(p):
@@ -132,69 +140,39 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 for done in runtime.pending.pop(p, []):
                     await manual.ack(done)
 
-    @app.agent(presence_inputs, name="track_presence")
+    @app.agent(visit_batches, name="track_presence")
     async def track_presence(stream):
-        async for event in stream.events():
+        manual = stream.noack()
+        async for event in manual.events():
             q = event.message.partition
-            kind = "?"
+            state = presence.state(q, presence_checkpoints)
             try:
-                kind = event_type(event.message.headers)
-                if kind == PARTITION_DAY_CLOSED:
-                    await _on_mark(event.value, q)
-                elif kind == VISIT_CLOSED:
-                    await _on_visit(event.value, q)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                applied = await presence.handle(state, event.value or b"")
+            except (ValueError, KeyError, TypeError, IndexError, msgspec.DecodeError) as exc:
                 # A record this engine did not write: skipped, logged, never a crash.
-                log.error("dwell-intervals partition %d offset %d: unreadable %s record: %r", q,
-                          event.message.offset, kind, exc)
-
-    async def _send_acked(topic, key, value, headers) -> None:
-        # Stage 2 remembers what it sent (dosage_met, closed days) in its
-        # table: the event must be delivered before the table says so.
-        await (await send(topic, key, value, None, None, headers))
-
-    async def _on_visit(value: bytes, q: int) -> None:
-        visit = VisitMessage.from_json(value)
-        marks = json.loads(presence.get(marks_key(q)) or b"{}")
-        for k, day in enumerate(model.days_of(visit)):
-            if day.isoformat() in marks.get("closed", ()):
-                log.warning("visit %s arrived after %s closed; not counted", visit.visit_id, day)
-                continue
-            board.saw_day(day)
-            state, events, new = model.add_visit(presence.get(day_key(visit.hotspot_id, day)), visit, day)
-            presence[day_key(visit.hotspot_id, day)] = state
-            if new and k == 0:
-                duration_s = (visit.end_ms - visit.start_ms) / 1000.0
-                metrics.visit_counted(visit.hotspot_id, duration_s, duration_s >= model.min_patrol_s)
-            for key, body, headers in events:
-                await _send_acked(settings.topic("patrol-events"), key, body, headers)
-
-    async def _on_mark(value: bytes, q: int) -> None:
-        mark = json.loads(value)
-        day = dt.date.fromisoformat(mark["policing_day"])
-        source = int(mark["source_partition"])
-        if not 0 <= source < settings.partitions:
-            raise ValueError(f"mark from input partition {source}, outside 0..{settings.partitions - 1}")
-        doc = json.loads(presence.get(marks_key(q)) or b"{}")
-        for closing in fold_mark(doc, source, day, bool(mark.get("had_visits")), settings.partitions):
-            keys = [(h, day_key(h, closing)) for h in owned_by[q]]
-            keys = [(h, k) for h, k in keys if presence.get(k) is not None]
-            # Rows for the days the replay has: scheduled days and days with visits.
-            if keys or doc["days"].get(closing.isoformat()) or model.scheduled_on(closing):
-                docs = [(h, json.loads(presence[k])) for h, k in keys]
-                rows, events = model.close_day(docs, closing, owned_by[q])
-                for key, body, headers in events:
-                    await _send_acked(settings.topic("patrol-events"), key, body, headers)
-                board.day_closed(closing, rows)
-            for _, k in keys:
-                del presence[k]  # the day is out: its state goes, so memory stays bounded
-            doc["closed"] = (doc["closed"] + [closing.isoformat()])[-366:]
-            doc["days"].pop(closing.isoformat(), None)
-        presence[marks_key(q)] = json.dumps(doc).encode()
+                log.error("visit-batches partition %d offset %d: unreadable: %r", q, event.message.offset, exc)
+            else:
+                for hotspot_id, duration_s in applied.visits:
+                    metrics.visit_counted(hotspot_id, duration_s, duration_s >= model.min_patrol_s)
+                for day in applied.days_seen:
+                    board.saw_day(day)
+                for day, rows in applied.closed:
+                    board.day_closed(day, rows)
+            if presence.states.get(q) is not state:
+                continue  # revoked while we awaited
+            presence.pending.setdefault(q, []).append(event)
+            if presence.checkpoint_due(q):
+                await presence.flush_outputs()
+                if presence.states.get(q) is not state:
+                    continue
+                presence.write_checkpoint(q, presence_checkpoints)
+                for done in presence.pending.pop(q, []):
+                    await manual.ack(done)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):
         runtime.forget({tp.partition for tp in revoked if tp.topic == settings.topic("fix-batches")})
+        presence.forget({tp.partition for tp in revoked if tp.topic == settings.topic("visit-batches")})
 
     ingest = Ingest(settings, send=send)
     app.ingest = ingest
@@ -224,17 +202,10 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 if tracker.max_event_ms is not None:
                     newest = tracker.max_event_ms if newest is None else max(newest, tracker.max_event_ms)
             metrics.set_officers_present(present, newest)
-            topic = settings.topic("dwell-intervals")
+            topic = settings.topic("visit-batches")
             owned_q = sorted({tp.partition for tp in app.consumer.assignment() if tp.topic == topic})
             owned = [h for q in owned_q for h in owned_by[q]]
-            day = board.current_day
-            docs = []
-            if day is not None:
-                for h in owned:
-                    raw = presence.get(day_key(h, day))
-                    if raw is not None:
-                        docs.append((h, json.loads(raw)))
-            board.refresh(owned, docs, int(time.time() * 1000))
+            board.refresh(owned, lambda day: presence.rows(day, owned_q), int(time.time() * 1000))
         except Exception:  # metrics must never stop the worker
             log.exception("metrics refresh failed")
 

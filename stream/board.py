@@ -9,7 +9,7 @@ Which day is current: the latest policing day stage 2 has seen a visit of or
 closed, and, when event time is real time (time checks on), the wall clock's
 policing day. With simulated time the wall clock says nothing about the day,
 so a closed simulated day stays on the board with its final figures until a
-later day begins. A closed day's rows are kept in memory (the table drops a
+later day begins. A closed day's rows are kept in memory (stage 2 drops a
 day's state once its summary is out); after a restart the closed day's figures
 are in its ``hotspot.day_closed`` events, and the board starts on the next
 day.
@@ -91,11 +91,11 @@ class TodayBoard:
         for old in sorted(self.closed_rows)[:-self.keep_closed_days]:
             del self.closed_rows[old]
 
-    def refresh(self, owned: list[str], docs: list[tuple[str, dict]], now_ms: int) -> BoardSnapshot:
+    def refresh(self, owned: list[str], rows_for, now_ms: int) -> BoardSnapshot:
         """Rebuild the snapshot for the owned hot spots.
 
-        ``docs`` are the presence documents of the current day's owned hot
-        spot-days (from the table), as :meth:`PresenceModel.day_rows` takes.
+        ``rows_for(day)`` gives the live hot spot-day rows of the owned hot
+        spots (:meth:`stream.presence_runtime.PresenceRuntime.rows`), or None.
         """
         model = self.model
         if self.wall_clock_days:
@@ -105,11 +105,13 @@ class TodayBoard:
             self.snapshot = BoardSnapshot.empty()
             return self.snapshot
         closed = self.closed_rows.get(day)
-        seen = {h for h, _ in docs}
-        live = model.day_rows(docs, day, also=[h for h in owned if h not in seen])
+        live = rows_for(day)
+        if live is None:
+            self.snapshot = BoardSnapshot.empty()
+            return self.snapshot
         if closed is not None:
             # Closed hot spots keep their final row; the rest (not closed yet
-            # on this partition) come from the table.
+            # on this partition) are live.
             mine = set(owned)
             final = {h: i for i, h in enumerate(closed["hotspot_id"]) if h in mine}
             keep = np.array([h not in final for h in live["hotspot_id"]], bool)

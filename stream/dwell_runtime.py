@@ -11,12 +11,9 @@ exact, outputs are at-least-once with the same ids.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,14 +23,16 @@ from geo.hotspots import HotspotSet
 from kernels import reasons
 from stream.batches import FixBatch
 from stream.engine import RuleSettings
-from stream.events import dead_letter_headers, partition_day_mark, visit_events, visit_opened_events
+from stream.checkpoints import CheckpointedStage
+from stream.events import dead_letter_headers, visit_events, visit_id, visit_opened_events
 from stream.policing_day import PolicingCalendar
+from stream.producer import partition_of
 from stream.settings import WorkerSettings
 from stream.stage1 import OfficerTracker, TrackerOutput
+from stream.stage2 import VisitBatch
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 512 << 10  # checkpoint pieces stay well under Kafka's 1 MB message limit
 DEAD_LETTERED = (reasons.LATE, reasons.OUTSIDE_CRS)  # duplicates and speed rejects are counted only
 DEAD_LETTERED_NAMES = frozenset(reasons.REASON_NAMES[c] for c in DEAD_LETTERED)
 
@@ -51,17 +50,7 @@ class Stage1Stats:
     checkpoints: int = 0
 
 
-def manifest_key(partition: int) -> bytes:
-    return f"p{partition}".encode()
-
-
-def chunk_key(partition: int, generation: int, i: int) -> bytes:
-    # Two generations alternate: a checkpoint cut short by a crash never
-    # overwrites the pieces of the last complete one, which its manifest names.
-    return f"p{partition}/g{generation}/{i}".encode()
-
-
-class DwellRuntime:
+class DwellRuntime(CheckpointedStage):
     """Trackers of the partitions this worker owns, and what they send."""
 
     def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, send: Send) -> None:
@@ -69,16 +58,16 @@ class DwellRuntime:
         self.hotspots = hotspots
         self.rules: RuleSettings = settings.rules
         self.calendar = PolicingCalendar(self.rules.timezone, self.rules.day_start)
+        super().__init__(settings.checkpoint_interval_s)
         self._send = send
         self.trackers: dict[int, OfficerTracker] = {}
-        self._last_checkpoint: dict[int, float] = {}
-        self._generation: dict[int, int] = {}
-        # Events of each partition processed since its last checkpoint; acked
-        # when the next checkpoint includes them.
-        self.pending: dict[int, list] = {}
-        self._inflight: list = []  # send futures not yet known delivered
         self.stats = Stage1Stats(rejected={})
         self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
+        # Stage 2's share of the current fix-batch, per stage-2 partition, in
+        # order: closed visits and day marks (one visit-batches message each).
+        self._outbox: dict[int, list] = {}
+        self._partition_of_hotspot = np.array([partition_of(h.encode(), settings.partitions) for h in hotspots.ids],
+                                              dtype=np.int64)
 
     # -- trackers and checkpoints --------------------------------------------------
 
@@ -86,60 +75,21 @@ class DwellRuntime:
         """The partition's tracker, restored from its last checkpoint if there is one."""
         tracker = self.trackers.get(partition)
         if tracker is None:
-            tracker = self._restore(partition, table) or OfficerTracker(self.hotspots, self.rules, partition)
+            data = self.checkpoints.load(table, partition)
+            if data is None:
+                tracker = OfficerTracker(self.hotspots, self.rules, partition)
+            else:
+                tracker = OfficerTracker.restore(data, self.hotspots, self.rules)
+                log.info("partition %d restored from checkpoint at input offset %d", partition, tracker.last_offset)
             self.trackers[partition] = tracker
-            self._last_checkpoint[partition] = time.monotonic()
         return tracker
 
-    def _restore(self, partition: int, table) -> OfficerTracker | None:
-        manifest = table.get(manifest_key(partition))
-        if not manifest:
-            return None
-        meta = json.loads(manifest)
-        gen = int(meta["generation"])
-        data = b"".join(table.get(chunk_key(partition, gen, i)) or b"" for i in range(meta["chunks"]))
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-            raise RuntimeError(f"checkpoint of partition {partition} (generation {gen}) does not match its manifest")
-        self._generation[partition] = gen
-        tracker = OfficerTracker.restore(data, self.hotspots, self.rules)
-        log.info("partition %d restored from checkpoint at input offset %d", partition, tracker.last_offset)
-        return tracker
-
-    def checkpoint_due(self, partition: int) -> bool:
-        return time.monotonic() - self._last_checkpoint.get(partition, 0.0) >= self.settings.checkpoint_interval_s
-
-    async def flush_outputs(self) -> None:
-        """Wait until every output sent so far is acknowledged (raises if one failed)."""
-        inflight, self._inflight = self._inflight, []
-        if inflight:
-            await asyncio.gather(*inflight)
-
-    def write_checkpoint(self, partition: int, table) -> None:
-        """Snapshot the partition into the table; call inside the stream iteration of that partition,
-        after :meth:`flush_outputs`, so a checkpoint never includes outputs that were lost."""
-        data = self.trackers[partition].snapshot()
-        gen = 1 - self._generation.get(partition, 1)
-        chunks = [data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
-        for i, piece in enumerate(chunks):
-            table[chunk_key(partition, gen, i)] = piece
-        # The manifest goes last, on the same changelog partition, so it is
-        # never seen before its pieces.
-        table[manifest_key(partition)] = json.dumps({"generation": gen, "chunks": len(chunks), "bytes": len(data),
-                                                     "sha256": hashlib.sha256(data).hexdigest()}).encode()
-        i = len(chunks)
-        while table.get(chunk_key(partition, gen, i)) is not None:  # pieces of an older, longer snapshot
-            del table[chunk_key(partition, gen, i)]
-            i += 1
-        self._generation[partition] = gen
-        self._last_checkpoint[partition] = time.monotonic()
-        self.stats.checkpoints += 1
+    def _states(self) -> dict:
+        return self.trackers
 
     def forget(self, partitions) -> None:
-        """Partitions revoked: their state lives on in the checkpoints; unacked events are re-read."""
-        for p in partitions:
-            self.trackers.pop(p, None)
-            self._last_checkpoint.pop(p, None)
-            self.pending.pop(p, None)
+        super().forget(partitions)
+        self._outbox = {}  # outputs of a batch cut short by the revoke are made again by the next owner
 
     # -- one batch ----------------------------------------------------------------------
 
@@ -172,6 +122,10 @@ class DwellRuntime:
                 tracker.visit_days.add((first + dt.timedelta(days=k)).isoformat())
         officers = tracker.registry.ids_of(visits.officer)
         hotspot_ids = self._hotspot_ids[visits.hotspot]
+        for o, h, q, start, end in zip(officers.tolist(), hotspot_ids.tolist(),
+                                       self._partition_of_hotspot[visits.hotspot].tolist(),
+                                       visits.start_ms.tolist(), visits.end_ms.tolist()):
+            self._outbox.setdefault(q, []).append(["v", visit_id(o, h, start), h, start, end])
         for kind, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
                                                       visits.n_fixes, self.rules.min_patrol_s):
             await self.send(self.settings.topic(kind), key, value, None, None, headers)
@@ -228,11 +182,22 @@ class DwellRuntime:
             tracker.next_day_close_ms = self._day_end_after(tracker.next_day_close_ms)
 
     async def _mark(self, tracker: OfficerTracker, day: dt.date, had_visits: bool) -> None:
-        # In band on every dwell-intervals partition, after this partition's
-        # visits, so a mark can never overtake them.
+        # In band for every stage-2 partition, after this partition's visits,
+        # so a mark can never overtake them.
         for q in range(self.settings.partitions):
-            key, value, headers = partition_day_mark(tracker.partition, day, had_visits)
-            await self.send(self.settings.topic("dwell-intervals"), key, value, q, None, headers)
+            self._outbox.setdefault(q, []).append(["m", day.isoformat(), bool(had_visits)])
+
+    async def send_visit_batches(self, tracker: OfficerTracker, seq: int) -> None:
+        """Send stage 2 its share of the fix-batch at offset ``seq`` (one message per stage-2 partition)."""
+        outbox, self._outbox = self._outbox, {}
+        key = f"p{tracker.partition}".encode()
+        for q, items in sorted(outbox.items()):
+            value = VisitBatch(tracker.partition, seq, items).encode()
+            await self.send(self.settings.topic("visit-batches"), key, value, q, None, None)
+
+    def drop_unsent(self) -> None:
+        """The partition was revoked mid-batch: its outputs will be made again by the next owner."""
+        self._outbox = {}
 
     def _day_end_after(self, ts_ms: int) -> int:
         day = self.calendar.day_of_ms(ts_ms)

@@ -8,28 +8,26 @@ The JSON Schema of each type is in ``stream/schemas/<type>.json``.
 from __future__ import annotations
 
 import json
-import uuid
 from importlib import resources
 
+import msgspec
 import numpy as np
 
-from stream.tables import EVENT_NAMESPACE, patrol_event_id, rfc3339_utc
+from stream.tables import patrol_event_id, rfc3339_utc, uuid5_text
 
 SOURCE = "urn:hotspot-dwell"
 TYPE_PREFIX = "org.hotspot-dwell."
 VISIT_OPENED = "visit.opened"
 VISIT_CLOSED = "visit.closed"
-# Control record on dwell-intervals: an input partition has closed a policing
-# day. Consumers of visits skip it by its ce_type.
-PARTITION_DAY_CLOSED = "partition.day_closed"
 PATROL_COMPLETED = "patrol.completed"
 EVENT_TYPES = (VISIT_CLOSED, PATROL_COMPLETED)
 
 Headers = list[tuple[str, bytes]]
+_json = msgspec.json.Encoder().encode  # compact JSON, several times faster than json.dumps
 
 
 def visit_id(officer_id: str, hotspot_id: str, start_ms: int) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"visit|{officer_id}|{hotspot_id}|{start_ms}"))
+    return uuid5_text(f"visit|{officer_id}|{hotspot_id}|{start_ms}")
 
 
 def ce_headers(event_type: str, event_id: str, time_text: str, subject: str) -> Headers:
@@ -59,23 +57,15 @@ def visit_events(officer_ids: np.ndarray, hotspot_ids: np.ndarray, start_ms: np.
         body = {"visit_id": vid, "officer_id": o, "hotspot_id": h, "start": s_txt, "end": e_txt,
                 "duration_s": duration, "fixes": int(n), "patrol": patrol}
         key = h.encode()
-        out.append(("dwell-intervals", key, json.dumps(body, separators=(",", ":")).encode(),
+        out.append(("dwell-intervals", key, _json(body),
                     ce_headers(VISIT_CLOSED, vid, e_txt, h)))
         if patrol:
             pid = patrol_event_id(o, h, s_ms)
             body = {"event_id": pid, "officer_id": o, "hotspot_id": h, "start": s_txt, "end": e_txt,
                     "duration_s": duration}
-            out.append(("patrol-events", key, json.dumps(body, separators=(",", ":")).encode(),
+            out.append(("patrol-events", key, _json(body),
                         ce_headers(PATROL_COMPLETED, pid, e_txt, h)))
     return out
-
-
-def partition_day_mark(source_partition: int, day, had_visits: bool) -> tuple[bytes, bytes, Headers]:
-    """The input partition has closed every policing day up to ``day``."""
-    body = {"source_partition": source_partition, "policing_day": day.isoformat(), "had_visits": bool(had_visits)}
-    eid = str(uuid.uuid5(EVENT_NAMESPACE, f"{PARTITION_DAY_CLOSED}|{source_partition}|{day.isoformat()}"))
-    return (b"", json.dumps(body, separators=(",", ":")).encode(),
-            ce_headers(PARTITION_DAY_CLOSED, eid, day.isoformat() + "T00:00:00Z", str(source_partition)))
 
 
 def event_type(headers) -> str:
@@ -93,8 +83,8 @@ def visit_opened_events(officer_ids, hotspot_ids, start_ms) -> list[tuple[bytes,
     for o, h, s_ms, s_txt in zip(officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(), starts.tolist()):
         vid = visit_id(o, h, s_ms)
         body = {"visit_id": vid, "officer_id": o, "hotspot_id": h, "start": s_txt}
-        out.append((h.encode(), json.dumps(body, separators=(",", ":")).encode(),
-                    ce_headers(VISIT_OPENED, str(uuid.uuid5(EVENT_NAMESPACE, f"opened|{vid}")), s_txt, h)))
+        out.append((h.encode(), _json(body),
+                    ce_headers(VISIT_OPENED, uuid5_text(f"opened|{vid}"), s_txt, h)))
     return out
 
 

@@ -18,7 +18,8 @@ from stream.engine import RuleSettings
 
 ENV_PREFIX = "HOTSPOT_DWELL_"
 
-TOPICS = ("location-fixes", "fix-batches", "dwell-intervals", "patrol-events", "location-fixes-dead-letter")
+TOPICS = ("location-fixes", "fix-batches", "visit-batches", "dwell-intervals", "patrol-events",
+          "location-fixes-dead-letter")
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,36 @@
-"""Stage 2 as pure functions: hot spot-day presence, dosage and the day's close.
+"""Stage 2 as pure code: hot spot-day presence, dosage and the day's close.
 
-State is one small JSON document per (hot spot, policing day): the visits
-seen (by id, so a visit re-sent after a crash counts once) and whether the
-dosage was already reported. The numbers of a closed day come from the same
-:func:`stream.tables.hotspot_days_table` the replay uses, so a stream and a
-replay of the same fixes give the same hot spot-day rows.
+Stage 1 sends, per fix-batch it processed and per stage-2 partition, one
+``visit-batches`` message: the visits it closed for that partition's hot
+spots and its policing-day marks, in order, tagged with its source partition
+and the fix-batch offset (``seq``). :class:`PartitionPresence` folds these
+into per hot spot-day running figures: the merged intervals of presence
+(clipped to the day), officer-ms, visits, patrols. The figures are
+incremental, so a visit costs the same at the end of a busy day as at its
+start, and exact in integer milliseconds, so a closed day's rows equal the
+replay's :func:`stream.tables.hotspot_days_table` row for row.
+
+A message is applied once: stage 1 re-sends after a restart exactly what it
+sent after its last checkpoint, with the same ``seq``, and a partition skips
+every ``seq`` at or below the last it applied from that source. State is
+small (open days only) and snapshotted like stage 1's.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from geo.hotspots import HotspotSet
-from stream.engine import Visits
 from stream.events import ce_headers
 from stream.policing_day import PolicingCalendar
 from stream.schedule import Schedule
-from stream.tables import EVENT_NAMESPACE, Table, hotspot_days_table, rfc3339_utc
+from stream.tables import HOTSPOT_DAY_COLUMNS, Table, rfc3339_utc, uuid5_text
 
 DOSAGE_MET = "hotspot.dosage_met"
 DAY_CLOSED = "hotspot.day_closed"
@@ -29,13 +38,31 @@ DAY_CLOSED = "hotspot.day_closed"
 Event = tuple[bytes, bytes, list]  # key, value, headers
 
 
-def day_key(hotspot_id: str, day: dt.date) -> bytes:
-    return f"{hotspot_id}|{day.isoformat()}".encode()
+# -- the visit-batches wire format ------------------------------------------------------
 
 
-def marks_key(partition: int) -> bytes:
-    # Per partition: a worker's table holds the keys of all its partitions.
-    return f"marks|{partition}".encode()
+class VisitBatch(msgspec.Struct, array_like=True):
+    """What stage 1 sends a stage-2 partition for one fix-batch.
+
+    ``items`` in order: ``["v", visit_id, hotspot_id, start_ms, end_ms]`` for a
+    closed visit, ``["m", policing_day, had_visits]`` for a day mark (the source
+    partition has closed every day up to it).
+    """
+
+    src: int
+    seq: int
+    items: list
+
+    def encode(self) -> bytes:
+        return _ENCODER.encode(self)
+
+    @staticmethod
+    def decode(data: bytes) -> "VisitBatch":
+        return _DECODER.decode(data)
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(VisitBatch)
 
 
 def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources: int) -> list[dt.date]:
@@ -59,24 +86,7 @@ def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources:
 
 
 def event_id(kind: str, hotspot_id: str, day: dt.date) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{kind}|{hotspot_id}|{day.isoformat()}"))
-
-
-@dataclass(frozen=True)
-class VisitMessage:
-    visit_id: str
-    hotspot_id: str
-    start_ms: int
-    end_ms: int
-
-    @staticmethod
-    def from_json(value: bytes) -> "VisitMessage":
-        body = json.loads(value)
-        return VisitMessage(body["visit_id"], body["hotspot_id"], _ms(body["start"]), _ms(body["end"]))
-
-
-def _ms(text: str) -> int:
-    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    return uuid5_text(f"{kind}|{hotspot_id}|{day.isoformat()}")
 
 
 class PresenceModel:
@@ -89,6 +99,8 @@ class PresenceModel:
         self.calendar = calendar
         self.min_patrol_s = min_patrol_s
         self._entries = schedule.by_key() if schedule else {}
+        self._scheduled_days = {d for d, _ in self._entries}
+        self._windows: dict = {}
 
     @property
     def schedule_entries(self) -> dict:
@@ -96,72 +108,229 @@ class PresenceModel:
         return self._entries
 
     def scheduled_on(self, day: dt.date) -> bool:
-        return any(d == day for d, _ in self._entries)
+        return day in self._scheduled_days
 
-    def days_of(self, visit: VisitMessage) -> list[dt.date]:
-        """Policing days a visit overlaps (split at the local day start)."""
-        first = self.calendar.day_of_ms(visit.start_ms)
-        last = self.calendar.day_of_ms(visit.end_ms)
+    def window(self, day: dt.date, hotspot_id: str) -> tuple[int, int, float] | None:
+        """(start ms, end ms, target minutes) of a scheduled hot spot-day, else None."""
+        key = (day, hotspot_id)
+        if key not in self._windows:
+            e = self._entries.get(key)
+            self._windows[key] = None if e is None else (*self.calendar.window_ms(day, e.window_start, e.window_end),
+                                                          float(e.target_minutes))
+        return self._windows[key]
+
+    def days_of(self, start_ms: int, end_ms: int) -> list[dt.date]:
+        """Policing days a visit overlaps (split at the local day start), as the replay splits it."""
+        first = self.calendar.day_of_ms(start_ms)
+        last = self.calendar.day_of_ms(end_ms)
         return [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
 
-    def add_visit(self, state: bytes | None, visit: VisitMessage, day: dt.date) -> tuple[bytes, list[Event], bool]:
-        """Fold a visit into a hot spot-day; the dosage event the first time the target is reached.
 
-        Returns the new state, the events, and whether the visit was new to
-        the hot spot-day (a visit re-sent after a crash is not).
-        """
-        doc = json.loads(state) if state else {"visits": {}, "dosage_met": False}
-        new = visit.visit_id not in doc["visits"]
-        doc["visits"][visit.visit_id] = [visit.start_ms, visit.end_ms]
-        events: list[Event] = []
-        entry = self._entries.get((day, visit.hotspot_id))
-        if entry is not None and not doc["dosage_met"]:
-            row = self.day_rows([(visit.hotspot_id, doc)], day)
-            if bool(row["met"][0]):
-                doc["dosage_met"] = True
-                events.append(self._dosage_event(visit.hotspot_id, day, row, visit.end_ms))
-        return json.dumps(doc, separators=(",", ":")).encode(), events, new
+@dataclass
+class HotspotDay:
+    """Running figures of one hot spot-day (integer ms, exact)."""
 
-    def day_rows(self, docs: list[tuple[str, dict]], day: dt.date, also: list[str] = ()):
-        """hot spot-day rows of ``day`` for the hot spots in ``docs`` (and ``also``, with no visits)."""
-        idx, starts, ends = [], [], []
-        for hotspot_id, doc in docs:
-            h = self.hotspots.index_of(hotspot_id)
-            for start, end in doc["visits"].values():
-                idx.append(h)
-                starts.append(start)
-                ends.append(end)
-        n = len(idx)
-        visits = Visits(np.zeros(n, np.int64), np.asarray(idx, np.int64), np.asarray(starts, np.int64),
-                        np.asarray(ends, np.int64), np.ones(n, np.int64))
-        wanted = np.array([self.hotspots.index_of(h) for h, _ in docs] + [self.hotspots.index_of(h) for h in also],
-                          dtype=np.int64)
-        return hotspot_days_table(visits, self.hotspots, self.schedule, self.calendar, self.min_patrol_s,
-                                  days=[day], hotspot_index=wanted)
+    starts: list[int] = field(default_factory=list)  # merged presence intervals, clipped to the day
+    ends: list[int] = field(default_factory=list)
+    officer_ms: int = 0
+    visits: int = 0
+    patrols: int = 0
+    dosage_met: bool = False
 
-    def close_day(self, docs: list[tuple[str, dict]], day: dt.date, owned: list[str]) -> tuple[Table, list[Event]]:
-        """The day's rows and a ``hotspot.day_closed`` for every owned hot spot (the evaluation row)."""
-        seen = {h for h, _ in docs}
-        table = self.day_rows(docs, day, also=[h for h in owned if h not in seen])
-        out = []
-        end_text = rfc3339_utc(np.array([self.calendar.day_start_ms(day + dt.timedelta(days=1))]))[0]
-        for i in range(len(table)):
-            row = {name: _plain(col[i]) for name, col in table.columns.items()}
-            hid = row["hotspot_id"]
-            eid = event_id(DAY_CLOSED, hid, day)
-            body = dict(row, event_id=eid)
-            out.append((hid.encode(), json.dumps(body, separators=(",", ":")).encode(),
-                        ce_headers(DAY_CLOSED, eid, end_text, hid)))
-        return table, out
+    def add(self, start: int, end: int) -> None:
+        """Union ``[start, end]`` into the merged intervals."""
+        i = bisect.bisect_left(self.ends, start)  # first interval that may touch
+        j = bisect.bisect_right(self.starts, end)  # intervals i..j-1 overlap or touch
+        if i < j:
+            start = min(start, self.starts[i])
+            end = max(end, self.ends[j - 1])
+        self.starts[i:j] = [start]
+        self.ends[i:j] = [end]
 
-    def _dosage_event(self, hotspot_id: str, day: dt.date, row, at_ms: int) -> Event:
-        eid = event_id(DOSAGE_MET, hotspot_id, day)
-        body = {"event_id": eid, "policing_day": day.isoformat(), "hotspot_id": hotspot_id,
-                "target_minutes": _plain(row["target_minutes"][0]),
-                "window_presence_s": _plain(row["window_presence_s"][0])}
-        at_text = rfc3339_utc(np.array([at_ms]))[0]  # the end of the visit that reached it
-        return hotspot_id.encode(), json.dumps(body, separators=(",", ":")).encode(), \
-            ce_headers(DOSAGE_MET, eid, at_text, hotspot_id)
+    def presence_ms(self) -> int:
+        return sum(e - s for s, e in zip(self.starts, self.ends))
+
+    def within_ms(self, lo: int, hi: int) -> int:
+        return sum(max(0, min(e, hi) - max(s, lo)) for s, e in zip(self.starts, self.ends))
+
+    def to_list(self) -> list:
+        return [self.starts, self.ends, self.officer_ms, self.visits, self.patrols, self.dosage_met]
+
+    @staticmethod
+    def from_list(v: list) -> "HotspotDay":
+        return HotspotDay(list(v[0]), list(v[1]), int(v[2]), int(v[3]), int(v[4]), bool(v[5]))
+
+
+@dataclass
+class Applied:
+    """What applying a batch produced."""
+
+    events: list[Event] = field(default_factory=list)
+    visits: list[tuple[str, float]] = field(default_factory=list)  # (hotspot id, duration s), first application
+    days_seen: set = field(default_factory=set)
+    closed: list[tuple[dt.date, Table]] = field(default_factory=list)
+    late_visits: int = 0  # visits for a day already closed here (not counted)
+    skipped: bool = False
+
+
+class PartitionPresence:
+    """Stage 2 state of one ``visit-batches`` partition: its hot spots' open days.
+
+    Parameters
+    ----------
+    model : PresenceModel
+    partition : int
+        The stage-2 partition.
+    owned : list[str]
+        Hot spot ids whose key falls in this partition.
+    n_sources : int
+        Stage-1 (input) partitions; a day closes when all have marked it.
+    """
+
+    def __init__(self, model: PresenceModel, partition: int, owned: list[str], n_sources: int) -> None:
+        self.model = model
+        self.partition = partition
+        self.owned = list(owned)
+        self.n_sources = n_sources
+        self.applied: dict[int, int] = {}  # source partition -> last seq applied
+        self.days: dict[tuple[str, str], HotspotDay] = {}  # (day iso, hotspot id)
+        self.marks: dict = {}
+
+    def apply(self, batch: VisitBatch) -> Applied:
+        out = Applied()
+        if batch.seq <= self.applied.get(batch.src, -1):
+            out.skipped = True  # re-sent after a stage-1 restart: applied already
+            return out
+        closed = set(self.marks.get("closed", ()))
+        min_patrol_ms = self.model.min_patrol_s * 1000.0
+        cal = self.model.calendar
+        for item in batch.items:
+            if item[0] == "v":
+                _, _, hotspot_id, start, end = item
+                for k, day in enumerate(self.model.days_of(start, end)):
+                    iso = day.isoformat()
+                    if iso in closed:
+                        out.late_visits += 1
+                        continue
+                    out.days_seen.add(day)
+                    hd = self.days.get((iso, hotspot_id))
+                    if hd is None:
+                        hd = self.days[(iso, hotspot_id)] = HotspotDay()
+                    lo = max(start, cal.day_start_ms(day))
+                    hi = min(end, cal.day_start_ms(day + dt.timedelta(days=1)))
+                    hd.visits += 1
+                    hd.officer_ms += max(hi - lo, 0)
+                    if hi >= lo:
+                        hd.add(lo, hi)
+                    if k == 0:
+                        is_patrol = (end - start) >= min_patrol_ms
+                        hd.patrols += int(is_patrol)
+                        out.visits.append((hotspot_id, (end - start) / 1000.0))
+                    if not hd.dosage_met:
+                        self._check_dosage(hd, day, hotspot_id, end, out)
+            elif item[0] == "m":
+                day = dt.date.fromisoformat(item[1])
+                for closing in fold_mark(self.marks, batch.src, day, bool(item[2]), self.n_sources):
+                    self._close(closing, out)
+                    closed.add(closing.isoformat())
+                    out.days_seen.add(closing)
+            else:
+                raise ValueError(f"unknown visit-batches item {item[0]!r}")
+        self.applied[batch.src] = batch.seq
+        return out
+
+    def _check_dosage(self, hd: HotspotDay, day: dt.date, hotspot_id: str, at_ms: int, out: Applied) -> None:
+        window = self.model.window(day, hotspot_id)
+        if window is None:
+            return
+        ws, we, target = window
+        within = hd.within_ms(ws, we)
+        if within >= target * 60_000.0:
+            hd.dosage_met = True
+            eid = event_id(DOSAGE_MET, hotspot_id, day)
+            body = {"event_id": eid, "policing_day": day.isoformat(), "hotspot_id": hotspot_id,
+                    "target_minutes": target, "window_presence_s": within / 1000.0}
+            at_text = rfc3339_utc(np.array([at_ms]))[0]  # the end of the visit that reached it
+            out.events.append((hotspot_id.encode(), json.dumps(body, separators=(",", ":")).encode(),
+                               ce_headers(DOSAGE_MET, eid, at_text, hotspot_id)))
+
+    def _close(self, day: dt.date, out: Applied) -> None:
+        iso = day.isoformat()
+        have = [h for h in self.owned if (iso, h) in self.days]
+        # Rows for the days the replay has: scheduled days and days with visits.
+        if have or self.marks["days"].get(iso) or self.model.scheduled_on(day):
+            table = self.rows(day, self.owned)
+            end_text = rfc3339_utc(np.array([self.model.calendar.day_start_ms(day + dt.timedelta(days=1))]))[0]
+            for i in range(len(table)):
+                row = {name: _plain(col[i]) for name, col in table.columns.items()}
+                hid = row["hotspot_id"]
+                eid = event_id(DAY_CLOSED, hid, day)
+                out.events.append((hid.encode(), json.dumps(dict(row, event_id=eid), separators=(",", ":")).encode(),
+                                   ce_headers(DAY_CLOSED, eid, end_text, hid)))
+            out.closed.append((day, table))
+        for h in have:
+            del self.days[(iso, h)]  # the day is out: its state goes, so memory stays bounded
+        self.marks["closed"] = (self.marks.get("closed", []) + [iso])[-366:]
+        self.marks["days"].pop(iso, None)
+
+    def rows(self, day: dt.date, hotspot_ids: list[str]) -> Table:
+        """hot spot-day rows of ``day`` for ``hotspot_ids``, as :func:`hotspot_days_table` gives them."""
+        model = self.model
+        iso = day.isoformat()
+        index = sorted(model.hotspots.index_of(h) for h in hotspot_ids)
+        ids = [model.hotspots.ids[i] for i in index]
+        n = len(ids)
+        scheduled = np.zeros(n, bool)
+        target = np.full(n, np.nan)
+        presence = np.zeros(n, np.float64)
+        officer = np.zeros(n, np.float64)
+        visits = np.zeros(n, np.int64)
+        patrols = np.zeros(n, np.int64)
+        window = np.zeros(n, np.float64)
+        for k, h in enumerate(ids):
+            hd = self.days.get((iso, h))
+            w = model.window(day, h)
+            if w is not None:
+                scheduled[k] = True
+                target[k] = w[2]
+            if hd is None:
+                continue
+            presence[k] = hd.presence_ms()
+            officer[k] = hd.officer_ms
+            visits[k] = hd.visits
+            patrols[k] = hd.patrols
+            if w is not None:
+                window[k] = hd.within_ms(w[0], w[1])
+        met = scheduled & (window >= np.nan_to_num(target) * 60_000.0)
+        columns = {
+            "policing_day": np.array([iso] * n, dtype=object),
+            "hotspot_id": np.array(ids, dtype=object),
+            "scheduled": scheduled,
+            "target_minutes": target,
+            "presence_s": presence / 1000.0,
+            "officer_s": officer / 1000.0,
+            "visits": visits,
+            "patrols": patrols,
+            "met": met,
+            "window_presence_s": window / 1000.0,
+        }
+        return Table({name: columns[name] for name in HOTSPOT_DAY_COLUMNS})
+
+    def open_days(self) -> set[dt.date]:
+        return {dt.date.fromisoformat(d) for d, _ in self.days}
+
+    def snapshot(self) -> bytes:
+        return json.dumps({"partition": self.partition, "applied": {str(k): v for k, v in self.applied.items()},
+                           "days": [[d, h, hd.to_list()] for (d, h), hd in self.days.items()],
+                           "marks": self.marks}, separators=(",", ":")).encode()
+
+    def restore(self, data: bytes) -> None:
+        doc = json.loads(data)
+        if int(doc["partition"]) != self.partition:
+            raise ValueError(f"snapshot of partition {doc['partition']} restored into {self.partition}")
+        self.applied = {int(k): int(v) for k, v in doc["applied"].items()}
+        self.days = {(d, h): HotspotDay.from_list(v) for d, h, v in doc["days"]}
+        self.marks = doc["marks"]
 
 
 def _plain(value):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,18 @@ def rfc3339_utc(ts_ms: np.ndarray) -> np.ndarray:
     return np.char.add(text.astype(str), "Z") if ts_ms.size else np.empty(0, dtype=str)
 
 
+def uuid5_text(name: str, namespace: uuid.UUID = EVENT_NAMESPACE) -> str:
+    """``str(uuid.uuid5(namespace, name))``, without building UUID objects (a third of the cost per event)."""
+    h = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def patrol_event_id(officer_id: str, hotspot_id: str, start_ms: int) -> str:
     """Deterministic id of a ``patrol.completed`` event."""
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"patrol.completed|{officer_id}|{hotspot_id}|{start_ms}"))
+    return uuid5_text(f"patrol.completed|{officer_id}|{hotspot_id}|{start_ms}")
 
 
 def sorted_by_ids(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet) -> Visits:

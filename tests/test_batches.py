@@ -62,3 +62,48 @@ def test_truncated_message_is_a_format_error():
     data = _build()[0].encode()
     with pytest.raises(BatchFormatError):
         FixBatch.decode(data[:-5])
+
+
+# -- the one-call decode of a well-formed chunk equals the per-record path ---------------
+
+import json as _json  # noqa: E402
+
+import numpy as _np  # noqa: E402
+from hypothesis import given as _given  # noqa: E402
+from hypothesis import settings as _settings  # noqa: E402
+from hypothesis import strategies as _st  # noqa: E402
+
+from stream.jsonfix import _decode_all_at_once, _decode_each  # noqa: E402
+
+_records = _st.fixed_dictionaries(
+    {"officer_id": _st.one_of(_st.integers(0, 10**9), _st.text(min_size=1, max_size=8).map(lambda t: " " + t)),
+     "ts": _st.integers(-(2**63), 2**63 - 1), "lat": _st.floats(allow_nan=False, allow_infinity=False),
+     "lon": _st.floats(allow_nan=False, allow_infinity=False)},
+    optional={"accuracy_m": _st.one_of(_st.none(), _st.floats(-5, 100)), "source": _st.just("airwave")})
+
+
+def _same(a, b) -> None:
+    assert a.officer_ids == b.officer_ids
+    for k in ("ts_ms", "lat", "lon", "accuracy_m", "status"):
+        assert _np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True), k
+
+
+@_settings(max_examples=200, deadline=None)
+@_given(records=_st.lists(_records, min_size=1, max_size=20))
+def test_decoding_a_chunk_at_once_equals_record_by_record(records):
+    values = [_json.dumps(r).encode() for r in records]
+    fast = _decode_all_at_once(values)
+    if fast is not None:  # None: a record the careful path must judge
+        _same(fast, _decode_each(values))
+    else:
+        assert any(not str(r["officer_id"]).strip(" \t") or not -(2**62) < r["ts"] < 2**62 for r in records)
+
+
+def test_chunks_the_one_call_decode_leaves_to_the_careful_path():
+    good = b'{"officer_id":"a","ts":1,"lat":52.9,"lon":-1.1}'
+    for bad in (b'{"officer_id":"a",\n"ts":1,"lat":52.9,"lon":-1.1}', b"", b"   ", b"\xef\xbb\xbf" + good,
+                b'{"officer_id":"a","ts":1,"lat":52.9}', b"not json", b'{"officer_id":"a","ts":"2024-03-30T12:00:00Z",'
+                b'"lat":52.9,"lon":-1.1}'):
+        assert _decode_all_at_once([good, bad, good]) is None, bad
+    # Two records smuggled into one value, with an empty one to even the count: still refused.
+    assert _decode_all_at_once([good + b"\n" + good, b""]) is None

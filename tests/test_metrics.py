@@ -19,7 +19,7 @@ from stream.ingest import IngestStats
 from stream.metrics import DwellMetrics
 from stream.policing_day import PolicingCalendar
 from stream.schedule import Schedule, ScheduleEntry
-from stream.stage2 import PresenceModel, VisitMessage
+from stream.stage2 import PartitionPresence, PresenceModel, VisitBatch
 
 DAY = dt.date(2024, 3, 4)
 CAL = PolicingCalendar("Europe/London", "06:00")
@@ -73,15 +73,13 @@ class FakeRuntime:
 def board_with_visits(model, hotspots, owned):
     board = TodayBoard(model, wall_clock_days=False)
     h0, h1 = hotspots.ids[0], hotspots.ids[1]
-    docs = {h0: None, h1: None}
-    for h, vid, a, b in ((h0, "a", ms(14), ms(14, 20)), (h1, "b", ms(15), ms(15, 5)), (h0, "c", ms(14, 10), ms(14, 30))):
-        state, _, new = model.add_visit(docs[h], VisitMessage(vid, h, a, b), DAY)
-        assert new
-        docs[h] = state
-        board.saw_day(DAY)
-    import json
-
-    board.refresh(owned, [(h, json.loads(s)) for h, s in docs.items() if h in owned], ms(16))
+    state = PartitionPresence(model, 0, list(hotspots.ids), 1)
+    applied = state.apply(VisitBatch(0, 1, [["v", "a", h0, ms(14), ms(14, 20)], ["v", "b", h1, ms(15), ms(15, 5)],
+                                            ["v", "c", h0, ms(14, 10), ms(14, 30)]]))
+    assert len(applied.visits) == 3
+    for day in applied.days_seen:
+        board.saw_day(day)
+    board.refresh(owned, lambda day: state.rows(day, owned), ms(16))
     return board
 
 
@@ -104,20 +102,21 @@ def test_board_keeps_a_closed_day_until_a_later_one(model, hotspots):
     owned = list(hotspots.ids[:3])
     board = board_with_visits(model, hotspots, owned)
     before = board.snapshot
-    rows, _ = model.close_day([], DAY, owned)  # as if the table had dropped the day
-    board.day_closed(DAY, rows)
-    board.refresh(owned, [], ms(23))
+    empty = PartitionPresence(model, 0, owned, 1)
+    board.day_closed(DAY, empty.rows(DAY, owned))  # final rows (here: built without visits)
+    board.refresh(owned, lambda day: empty.rows(day, owned), ms(23))
     assert board.snapshot.day == DAY  # simulated time: the wall clock does not move the day
     assert board.snapshot.presence_s.sum() == 0  # the closed rows (here: built without visits) win
     board.saw_day(DAY + dt.timedelta(days=1))
-    board.refresh(owned, [], ms(23))
+    board.refresh(owned, lambda day: empty.rows(day, owned), ms(23))
     assert board.snapshot.day == DAY + dt.timedelta(days=1) and before.day == DAY
 
 
 def test_board_follows_the_wall_clock_in_real_time(model, hotspots):
     board = TodayBoard(model, wall_clock_days=True)
     board.saw_day(DAY)
-    board.refresh(list(hotspots.ids[:2]), [], ms(12) + 86_400_000)
+    owned = list(hotspots.ids[:2])
+    board.refresh(owned, lambda day: PartitionPresence(model, 0, owned, 1).rows(day, owned), ms(12) + 86_400_000)
     assert board.snapshot.day == DAY + dt.timedelta(days=1)
 
 
@@ -167,7 +166,8 @@ def test_rebalanced_hotspots_lose_their_series(model, hotspots):
     board = board_with_visits(model, hotspots, list(hotspots.ids[:5]))
     DwellMetrics(registry, hotspots, board=board)
     assert any(k[1] == (("hotspot_id", hotspots.ids[0]),) for k in samples(registry))
-    board.refresh(list(hotspots.ids[3:5]), [], ms(16))  # hot spots 0-2 went to another worker
+    owned = list(hotspots.ids[3:5])  # hot spots 0-2 went to another worker
+    board.refresh(owned, lambda day: PartitionPresence(model, 0, owned, 1).rows(day, owned), ms(16))
     ids = {dict(k[1]).get("hotspot_id") for k in samples(registry)}
     assert hotspots.ids[0] not in ids and hotspots.ids[3] in ids
 

@@ -98,7 +98,7 @@ def _runtime_with_state(tmp_path):
 
 
 def test_a_checkpoint_cut_short_leaves_the_previous_one_restorable(tmp_path):
-    import stream.dwell_runtime as dr
+    import stream.checkpoints as dr
 
     runtime, table, tracker, hs = _runtime_with_state(tmp_path)
     old_chunk_bytes = dr.CHUNK_BYTES
@@ -109,7 +109,7 @@ def test_a_checkpoint_cut_short_leaves_the_previous_one_restorable(tmp_path):
         tracker.last_offset += 1000  # state moves on ...
         newer = tracker.snapshot()
         # ... and a crash lands only the first pieces of the next checkpoint.
-        gen = 1 - runtime._generation[0]
+        gen = 1 - runtime.checkpoints._generation[0]
         for i in range(2):
             table[dr.chunk_key(0, gen, i)] = newer[i * 1000:(i + 1) * 1000]
     finally:
@@ -122,11 +122,11 @@ def test_a_checkpoint_cut_short_leaves_the_previous_one_restorable(tmp_path):
 def test_a_corrupt_checkpoint_is_a_clear_error_not_a_wrong_state(tmp_path):
     import pytest
 
-    import stream.dwell_runtime as dr
+    import stream.checkpoints as dr
 
     runtime, table, tracker, hs = _runtime_with_state(tmp_path)
     runtime.write_checkpoint(0, table)
-    key = dr.chunk_key(0, runtime._generation[0], 0)
+    key = dr.chunk_key(0, runtime.checkpoints._generation[0], 0)
     table[key] = b"x" + table[key][1:]
     runtime.forget([0])
     with pytest.raises(RuntimeError, match="does not match its manifest"):

@@ -22,3 +22,104 @@ def test_each_day_is_returned_once_and_marks_never_go_back():
     fold_mark(doc, 0, D + dt.timedelta(days=2), False, 1)
     assert fold_mark(doc, 0, D, True, 1) == [D + dt.timedelta(days=2)]  # D already closed
     assert doc["through"]["0"] == (D + dt.timedelta(days=2)).isoformat()
+
+
+# -- PartitionPresence: incremental rows == the replay's table ------------------------------
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import geo  # noqa: E402
+from stream.engine import Visits  # noqa: E402
+from stream.policing_day import PolicingCalendar  # noqa: E402
+from stream.schedule import Schedule, ScheduleEntry  # noqa: E402
+from stream.stage2 import PartitionPresence, PresenceModel, VisitBatch  # noqa: E402
+from stream.tables import hotspot_days_table  # noqa: E402
+
+CAL = PolicingCalendar("Europe/London", "06:00")
+HS = geo.load_hotspots(geo.NOTTINGHAM_HOTSPOTS_PATH)
+OWNED = list(HS.ids[:4])
+# Around the spring clock change (a 23-hour policing day) and an ordinary day.
+DAY0 = dt.date(2024, 3, 30)
+T0 = CAL.day_start_ms(DAY0)
+MIN = 60_000
+
+
+def model_with_schedule():
+    entries = [ScheduleEntry(DAY0, OWNED[0], dt.time(14), dt.time(0), 15.0),
+               ScheduleEntry(DAY0 + dt.timedelta(days=1), OWNED[1], dt.time(22), dt.time(2), 10.0),
+               ScheduleEntry(DAY0, OWNED[2], dt.time(6), dt.time(5, 59), 40.0)]
+    return PresenceModel(HS, Schedule(entries), CAL, 900.0)
+
+
+visit_lists = st.lists(st.tuples(st.sampled_from(range(len(OWNED))), st.integers(0, 2 * 24 * 60 - 1),
+                                 st.sampled_from([0, 1, 5, 14, 15, 16, 40, 300])), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(visits=visit_lists, cuts=st.lists(st.integers(0, 40), max_size=4), data=st.data())
+def test_partition_presence_rows_equal_the_replay_table(visits, cuts, data):
+    model = model_with_schedule()
+    rows = [(OWNED[h], T0 + start * MIN, T0 + (start + length) * MIN) for h, start, length in visits]
+    items = [["v", f"v{i}", h, s, e] for i, (h, s, e) in enumerate(rows)]
+    items = data.draw(st.permutations(items))  # arrival order does not matter
+    state = PartitionPresence(model, 0, OWNED, 1)
+    bounds = [0, *sorted(c for c in cuts if c <= len(items)), len(items)]
+    seq = 0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        seq += 1
+        state.apply(VisitBatch(0, seq, items[a:b]))
+        # A stage-1 re-send of the same batch is applied once.
+        assert state.apply(VisitBatch(0, seq, items[a:b])).skipped
+        # A restart from a snapshot carries on exactly.
+        restored = PartitionPresence(model, 0, OWNED, 1)
+        restored.restore(state.snapshot())
+        state = restored
+    # Stage 1 marks every day in turn.
+    closing = state.apply(VisitBatch(0, seq + 1, [["m", (DAY0 + dt.timedelta(days=k)).isoformat(), False]
+                                                  for k in range(-1, 4)]))
+    got = sorted(tuple(json.loads(v)[c] for c in ("policing_day", "hotspot_id", "presence_s", "officer_s", "visits",
+                                                     "patrols", "met", "window_presence_s", "scheduled"))
+                 for _, v, h in closing.events if dict(h)["ce_type"].endswith(b"day_closed"))
+    # The replay's table over the same visits, for the days that have rows.
+    idx = np.array([HS.index_of(h) for h, _, _ in rows], np.int64)
+    v = Visits(np.zeros(len(rows), np.int64), idx, np.array([s for _, s, _ in rows], np.int64),
+               np.array([e for _, _, e in rows], np.int64), np.ones(len(rows), np.int64))
+    table = hotspot_days_table(v, HS, model.schedule, CAL, 900.0,
+                               hotspot_index=np.array([HS.index_of(h) for h in OWNED]))
+    want = sorted((d, h, p, o, int(n), int(pt), bool(m), w, bool(s)) for d, h, p, o, n, pt, m, w, s in zip(
+        table["policing_day"], table["hotspot_id"], table["presence_s"], table["officer_s"], table["visits"],
+        table["patrols"], table["met"], table["window_presence_s"], table["scheduled"]))
+    assert got == want
+    assert state.days == {}  # closed days leave no state behind
+
+
+def test_dosage_met_once_when_the_window_reaches_the_target():
+    model = model_with_schedule()
+    state = PartitionPresence(model, 0, OWNED, 1)
+    start = CAL.window_ms(DAY0, dt.time(14), dt.time(0))[0]
+    out = state.apply(VisitBatch(0, 1, [["v", "a", OWNED[0], start, start + 10 * MIN]]))
+    assert out.events == []
+    out = state.apply(VisitBatch(0, 2, [["v", "b", OWNED[0], start + 8 * MIN, start + 15 * MIN]]))
+    assert len(out.events) == 1
+    body = json.loads(out.events[0][1])
+    assert body["window_presence_s"] == 900.0 and body["target_minutes"] == 15.0
+    out = state.apply(VisitBatch(0, 3, [["v", "c", OWNED[0], start + 20 * MIN, start + 40 * MIN]]))
+    assert out.events == []
+
+
+def test_a_visit_after_its_day_closed_is_not_counted():
+    state = PartitionPresence(model_with_schedule(), 0, OWNED, 1)
+    state.apply(VisitBatch(0, 1, [["m", DAY0.isoformat(), False]]))
+    out = state.apply(VisitBatch(0, 2, [["v", "late", OWNED[0], T0 + MIN, T0 + 2 * MIN]]))
+    assert out.late_visits == 1 and state.days == {}
+
+
+def test_unknown_items_are_an_error():
+    state = PartitionPresence(model_with_schedule(), 0, OWNED, 1)
+    with pytest.raises(ValueError, match="unknown"):
+        state.apply(VisitBatch(0, 1, [["x"]]))

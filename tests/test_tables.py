@@ -92,3 +92,12 @@ def test_window_on_the_autumn_clock_change_is_in_local_time():
     visits = _visits((0, 0, _at(23, 0, day), _at(3, 0, day + dt.timedelta(days=1))))
     r = _row(hotspot_days_table(visits, test_hotspots(), sched, CAL, 900), day, "A")
     assert r["window_presence_s"] == 4 * 3600 and r["met"]
+
+
+def test_uuid5_text_is_uuid5():
+    import uuid
+
+    from stream.tables import EVENT_NAMESPACE, uuid5_text
+
+    for name in ("", "visit|officer-1|NOT-001|1711800000000", "é|漢字|🚓"):
+        assert uuid5_text(name) == str(uuid.uuid5(EVENT_NAMESPACE, name))

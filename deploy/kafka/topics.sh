@@ -18,6 +18,7 @@ topic() {  # name, retention.ms, cleanup.policy
 # an outage could need them.
 topic location-fixes $((7 * DAY_MS)) delete
 topic fix-batches $((2 * DAY_MS)) delete
+topic visit-batches $((2 * DAY_MS)) delete
 topic location-fixes-dead-letter $((7 * DAY_MS)) delete
 # Visits and patrol events name officers: the evaluation period plus a margin.
 topic dwell-intervals $((90 * DAY_MS)) delete

@@ -164,10 +164,8 @@ def test_stream_equals_replay(broker, namespace, start_worker, tmp_path):
         jsonschema.validate(json.loads(m.value), schema(kind))
         h = headers(m)
         assert h["ce_specversion"] == b"1.0" and h["content-type"] == b"application/json" and h["ce_id"]
-        if kind != "partition.day_closed":
-            assert m.key == json.loads(m.value)["hotspot_id"].encode()
-    assert kinds == {"visit.opened", "visit.closed", "patrol.completed", "hotspot.dosage_met", "hotspot.day_closed",
-                     "partition.day_closed"}
+        assert m.key == json.loads(m.value)["hotspot_id"].encode()
+    assert kinds == {"visit.opened", "visit.closed", "patrol.completed", "hotspot.dosage_met", "hotspot.day_closed"}
     # dosage_met once per met scheduled hot spot-day (by id)
     met = {json.loads(m.value)["hotspot_id"] for m in out["patrol-events"] if event_type(m.headers) == "hotspot.dosage_met"}
     assert met == {r[1] for r in want_days if r[8]}
