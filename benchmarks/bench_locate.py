@@ -27,7 +27,7 @@ import numba  # noqa: E402
 import rtree  # noqa: E402
 import shapely  # noqa: E402
 
-from benchmarks.generate import random_hotspots, random_points  # noqa: E402
+from geo.synthetic import random_hotspots, random_points  # noqa: E402
 from geo import HotspotSet, pack_polygons  # noqa: E402
 from kernels.locate import locate_points  # noqa: E402
 

@@ -23,7 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.generate import random_hotspots  # noqa: E402
+from geo.synthetic import random_hotspots  # noqa: E402
 from geo.projection import MetricProjection  # noqa: E402
 
 WORK = HERE / "work"
@@ -33,7 +33,7 @@ DAY0_MS = 1_709_272_800_000  # 2024-03-01T06:00:00Z
 
 def write_track_csv(path: Path, n_fixes: int, n_officers: int, seed: int, box_m: float = 20_000.0) -> None:
     """Officers random-walking over the hot spot box, reporting every 15-45 s."""
-    from benchmarks.generate import NOTTINGHAM_BNG_M
+    from geo.synthetic import NOTTINGHAM_BNG_M
 
     rng = np.random.default_rng(seed)
     per = n_fixes // n_officers

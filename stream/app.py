@@ -10,7 +10,6 @@ Agents are thin: decode, call the runtime, ack. The business logic lives in
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 

@@ -163,6 +163,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_stream_demo(Path(args.out), officers=args.officers, seed=args.seed, seconds=args.seconds)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from stream.bench import run
+
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0 if result["check"]["equal"] else 1
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from stream.settings import load_settings
     from stream.worker import run_worker
@@ -265,6 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--day-start")
     g.add_argument("--timezone")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("bench", help="benchmark the engine against the raw Kafka consumer, with latency")
+    p.add_argument("--brokers", help="an existing cluster (default: start the embedded broker)")
+    p.add_argument("--hotspots", type=int, default=1000, help="57 (Nottingham) or a number of random 120-220 m cells")
+    p.add_argument("--officers", type=int, default=100_000)
+    p.add_argument("--fixes", type=int, default=1_000_000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--rates", default="1000,5000,20000,50000", help="offered fixes/s for the latency runs")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
+    p.add_argument("--workdir", help="where logs and generated files go (default: a temporary directory)")
+    p.add_argument("--out", help="write the result JSON here as well")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu) on 127.0.0.1")
     p.add_argument("--port", type=int, help="port to listen on (default: a free one)")

@@ -29,7 +29,7 @@ from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
 from stream.settings import WorkerSettings
 from stream.stage1 import OfficerTracker, TrackerOutput
-from stream.stage2 import VisitBatch
+from stream.stage2 import visit_batch_messages
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +187,14 @@ class DwellRuntime(CheckpointedStage):
         for q in range(self.settings.partitions):
             self._outbox.setdefault(q, []).append(["m", day.isoformat(), bool(had_visits)])
 
-    async def send_visit_batches(self, tracker: OfficerTracker, seq: int) -> None:
-        """Send stage 2 its share of the fix-batch at offset ``seq`` (one message per stage-2 partition)."""
+    async def send_visit_batches(self, tracker: OfficerTracker, offset: int) -> None:
+        """Send stage 2 its share of the fix-batch at ``offset``: per stage-2 partition one message, or
+        several under the broker's size limit (a day's close can close every open visit at once)."""
         outbox, self._outbox = self._outbox, {}
         key = f"p{tracker.partition}".encode()
         for q, items in sorted(outbox.items()):
-            value = VisitBatch(tracker.partition, seq, items).encode()
-            await self.send(self.settings.topic("visit-batches"), key, value, q, None, None)
+            for value in visit_batch_messages(tracker.partition, offset, items):
+                await self.send(self.settings.topic("visit-batches"), key, value, q, None, None)
 
     def drop_unsent(self) -> None:
         """The partition was revoked mid-batch: its outputs will be made again by the next owner."""

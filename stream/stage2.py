@@ -63,6 +63,28 @@ class VisitBatch(msgspec.Struct, array_like=True):
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(VisitBatch)
+MAX_MESSAGE_BYTES = 900_000  # under Kafka's default 1 MB message limit
+PARTS_PER_OFFSET = 4096  # seq = offset * PARTS_PER_OFFSET + part: the parts of one fix-batch stay in order
+
+
+def visit_batch_messages(src: int, offset: int, items: list, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
+    """One fix-batch's items for one stage-2 partition as messages of at most ``max_bytes``, in order.
+
+    Message ``k`` has ``seq = offset * PARTS_PER_OFFSET + k``, so stage 2's
+    "skip what is not newer" test keeps working across the parts.
+    """
+    pieces = [items]
+    while True:
+        encoded = [VisitBatch(src, offset * PARTS_PER_OFFSET + k, p).encode() for k, p in enumerate(pieces)]
+        too_big = [k for k, e in enumerate(encoded) if len(e) > max_bytes and len(pieces[k]) > 1]
+        if not too_big:
+            break
+        # Halve every oversized piece and renumber (rare: a day's close of many visits).
+        pieces = [half for k, p in enumerate(pieces)
+                  for half in ((p[:len(p) // 2], p[len(p) // 2:]) if k in too_big else (p,))]
+    if len(pieces) > PARTS_PER_OFFSET:
+        raise ValueError(f"{len(items)} visit-batch items need {len(pieces)} messages, over {PARTS_PER_OFFSET}")
+    return encoded
 
 
 def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources: int) -> list[dt.date]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import shapely
 
-from benchmarks.generate import random_hotspots, random_points
+from geo.synthetic import random_hotspots, random_points
 from geo import NOTTINGHAM_HOTSPOTS_PATH, HotspotFileError, HotspotSet, MetricProjection, load_hotspots
 from geo.crime_cells import read_crime_records
 from tests.reference.locate import locate_reference

@@ -13,7 +13,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.generate import random_polygons_metric
+from geo.synthetic import random_polygons_metric
 from geo.packing import pack_polygons
 from kernels.locate import locate_points, point_in_part, point_near_part
 from kernels.rtree_packed import query_points

@@ -123,3 +123,20 @@ def test_unknown_items_are_an_error():
     state = PartitionPresence(model_with_schedule(), 0, OWNED, 1)
     with pytest.raises(ValueError, match="unknown"):
         state.apply(VisitBatch(0, 1, [["x"]]))
+
+
+def test_a_big_fix_batch_is_split_into_ordered_messages_that_all_apply():
+    from stream.stage2 import visit_batch_messages
+
+    items = [["v", f"v{i}", OWNED[i % 4], T0 + i * 1000, T0 + i * 1000 + 5 * MIN] for i in range(30_000)]
+    items.append(["m", DAY0.isoformat(), True])
+    messages = visit_batch_messages(2, 77, items, max_bytes=200_000)
+    assert len(messages) > 5 and all(len(m) <= 200_000 for m in messages)
+    batches = [VisitBatch.decode(m) for m in messages]
+    assert [b.seq for b in batches] == sorted(b.seq for b in batches) and len({b.seq for b in batches}) == len(batches)
+    assert [it for b in batches for it in b.items] == items and {b.src for b in batches} == {2}
+    state = PartitionPresence(model_with_schedule(), 0, OWNED, 1)
+    applied = [state.apply(b) for b in batches]
+    assert not any(a.skipped for a in applied)
+    assert sum(len(a.visits) for a in applied) == 30_000
+    assert all(state.apply(b).skipped for b in batches)  # re-sent: skipped, every part

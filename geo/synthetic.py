@@ -1,8 +1,9 @@
-"""Seeded synthetic hot spots and points for benchmarks and tests.
+"""Seeded synthetic hot spots, points and patrol tracks, for benchmarks, tests and ``hotspot-dwell bench``.
 
 Hot spots are random star-shaped polygons (vertices at sorted random angles
 around a centre, random radii), which are always simple and valid, placed in
-a square box in British National Grid around Nottingham.
+a square box in British National Grid around Nottingham. Patrol tracks are
+officers dwelling in hot spots and walking between them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,361 @@
+"""``hotspot-dwell bench``: the engine against the Kafka client's own limit, in one run.
+
+For one configuration (hot spots, officers, fixes, workers) on the embedded
+broker (or ``--brokers``):
+
+1. a patrol load (officers dwelling in hot spots and walking between them,
+   :func:`geo.synthetic.patrol_tracks`) is produced to ``location-fixes``,
+   one fix per message, followed by one record per partition a day later
+   so that every visit closes;
+2. a plain aiokafka ``getmany`` consumer reads the topic: the limit;
+3. W workers process it; sustained fixes/s is from the workers being ready
+   to the last fix processed (their metrics, polled every 0.5 s), with the
+   workers' CPU seconds and peak memory (from /proc);
+4. the visits the workers published equal the replay of the same fixes;
+5. latency: a fresh worker (reorder window 0, so a fix is used on arrival)
+   takes the load at each offered rate; probe fixes of new officers inside
+   hot spots are timed from being sent to the ``visit.opened`` they cause.
+
+Pure orchestration over real processes: nothing here is faked or modelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+import geo
+from geo.hotspots import HotspotSet, load_hotspots
+from geo.synthetic import patrol_tracks, random_hotspots
+from stream.broker import die_with_parent, free_port
+from stream.producer import clock_keys, fix_json
+
+REPO = Path(__file__).resolve().parents[1]
+T0_MS = 1_711_800_000_000  # 2024-03-30T12:00:00Z
+
+
+@dataclass
+class Load:
+    hotspots_path: Path
+    hotspots: HotspotSet
+    records: list[tuple[bytes, bytes]]  # the patrol fixes, in time order
+    closing: list[tuple[bytes, bytes]]  # one fix per partition a day later
+    officers: int
+
+
+def make_load(workdir: Path, n_hotspots: int, n_officers: int, n_fixes: int, partitions: int, seed: int = 3) -> Load:
+    """Hot spots (the 57 Nottingham cells, or random 120-220 m ones) and a patrol load over them."""
+    if n_hotspots == 57:
+        path = Path(geo.NOTTINGHAM_HOTSPOTS_PATH)
+        hs = load_hotspots(path)
+    else:
+        doc = random_hotspots(n_hotspots, seed, diameter_m=(120.0, 220.0), box_m=max(20_000.0, 600.0 * n_hotspots ** 0.5))
+        path = workdir / f"hotspots-{n_hotspots}.geojson"
+        path.write_text(json.dumps(doc))
+        hs = HotspotSet.from_geojson_dict(doc, source=str(path))
+    lon_c, lat_c = hs.centroids_wgs84
+    cx, cy = hs.project(lon_c, lat_c)
+    per = max(1, n_fixes // n_officers)
+    officer, ts, x, y = patrol_tracks(np.column_stack([cx, cy]), n_officers, per, seed, t0_ms=T0_MS)
+    lon, lat = hs.projection.to_wgs84(x, y)
+    ids = [f"o{i}" for i in range(n_officers)]
+    records = [(ids[o].encode(), fix_json(ids[o], t, la, lo)) for o, t, la, lo in
+               zip(officer.tolist(), ts.tolist(), lat.tolist(), lon.tolist())]
+    later = int(ts.max()) + 86_400_000
+    closing = [(k, fix_json(k.decode(), later, float(lat_c[0]) + 0.5, float(lon_c[0]))) for k in clock_keys(partitions)]
+    return Load(path, hs, records, closing, n_officers)
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce_all(bootstrap: str, topic: str, records, progress=None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        pending = []
+        for i, (k, v) in enumerate(records):
+            pending.append(await producer.send(topic, key=k, value=v))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                if progress:
+                    progress.update(len(pending))
+                pending = []
+        await asyncio.gather(*pending)
+        if progress:
+            progress.update(len(pending))
+    finally:
+        await producer.stop()
+
+
+async def raw_consume_rate(bootstrap: str, topic: str, n: int, partitions: int) -> float:
+    """Records/s of a plain getmany consumer reading ``n`` records from the start of ``topic``.
+
+    Partitions are assigned by hand (no group join to wait for), so the clock
+    runs from the first fetch to the last record.
+    """
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=5,
+                                max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got = 0
+        t0 = time.perf_counter()
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+            got += sum(len(v) for v in batch.values())
+        return got / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+
+
+class Worker:
+    """A ``hotspot-dwell worker`` subprocess with its metrics port."""
+
+    def __init__(self, bootstrap: str, prefix: str, hotspots: Path, workdir: Path, partitions: int, name: str,
+                 *extra: str) -> None:
+        self.port = free_port()
+        self.log = workdir / f"{name}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--brokers", bootstrap, "--hotspots", str(hotspots),
+             "--topic-prefix", prefix, "--app-id", prefix.rstrip("."), "--partitions", str(partitions),
+             "--state-dir", str(workdir / f"{name}-state"), "--no-time-check", "--metrics-port", str(self.port),
+             *extra],
+            cwd=REPO, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+    def metric(self, name: str) -> float:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith(name + " "):
+                        return float(line.split()[1])
+        except OSError:
+            pass
+        return 0.0
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_ready(workers: list[Worker], timeout_s: float = 180.0) -> None:
+    from stream.live_demo import wait_ready as one
+
+    for w in workers:
+        one(w.port, w.proc, timeout_s)
+
+
+def throughput(bootstrap: str, load: Load, workers: int, partitions: int, workdir: Path, prefix: str,
+               progress=None) -> dict:
+    """Raw consume rate and the engine's sustained fixes/s on the same topic, and the published visits."""
+    topic = prefix + "location-fixes"
+    asyncio.run(create_topics(bootstrap, [topic], partitions))
+    asyncio.run(produce_all(bootstrap, topic, load.records + load.closing, progress))
+    n = len(load.records) + len(load.closing)
+    raw = asyncio.run(raw_consume_rate(bootstrap, topic, n, partitions))
+    procs = [Worker(bootstrap, prefix, load.hotspots_path, workdir, partitions, f"{prefix}w{i}")
+             for i in range(workers)]
+    try:
+        wait_ready(procs)
+        cpu0 = [w.cpu_s() for w in procs]
+        t0 = time.perf_counter()
+        done = 0.0
+        while done < n:
+            if time.perf_counter() - t0 > 1800:
+                raise RuntimeError(f"workers did not finish in 30 minutes ({done:.0f} of {n}); logs in {workdir}")
+            time.sleep(0.5)
+            dead = [w for w in procs if w.proc.poll() is not None]
+            if dead:
+                raise RuntimeError(f"a worker exited with {dead[0].proc.returncode}; log {dead[0].log}")
+            done = sum(w.metric("hotspot_dwell_batch_fixes_sum") for w in procs)
+        seconds = time.perf_counter() - t0
+        cpu = sum(w.cpu_s() - c for w, c in zip(procs, cpu0))
+        rss = [w.rss_bytes() for w in procs]
+        peak = [w.peak_rss_bytes() for w in procs]
+    finally:
+        for w in procs:
+            w.stop()
+    engine = n / seconds
+    return {"fixes": n, "officers": load.officers, "hotspots": len(load.hotspots), "workers": workers,
+            "partitions": partitions, "raw_consume_fixes_per_s": round(raw), "engine_fixes_per_s": round(engine),
+            "engine_over_raw": round(engine / raw, 4), "seconds": round(seconds, 2),
+            "worker_cpu_s": round(cpu, 2), "worker_rss_bytes": rss, "worker_peak_rss_bytes": peak}
+
+
+async def _published_visits(bootstrap: str, prefix: str, want: int, timeout_s: float = 120.0) -> set[tuple]:
+    consumer = AIOKafkaConsumer(prefix + "dwell-intervals", bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    seen: dict[str, tuple] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(seen) < want and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=500, max_records=50_000)).values():
+                for m in msgs:
+                    if dict(m.headers).get("ce_type", b"").endswith(b"visit.closed"):
+                        b = json.loads(m.value)
+                        seen[b["visit_id"]] = (b["officer_id"], b["hotspot_id"], b["start"], b["end"], b["fixes"])
+    finally:
+        await consumer.stop()
+    return set(seen.values())
+
+
+def check_against_replay(bootstrap: str, load: Load, prefix: str, workdir: Path) -> dict:
+    """The visits the stream published == the replay's visits of the same fixes (ids de-duplicated)."""
+    from stream.replay import replay
+
+    path = workdir / f"{prefix}fixes.jsonl"
+    path.write_bytes(b"".join(v + b"\n" for _, v in load.records + load.closing))
+    result = replay(path, load.hotspots, progress=False)
+    want = set(zip(result.visits["officer_id"].tolist(), result.visits["hotspot_id"].tolist(),
+                   result.visits["start"].tolist(), result.visits["end"].tolist(), result.visits["fixes"].tolist()))
+    got = asyncio.run(_published_visits(bootstrap, prefix, len(want)))
+    return {"replay_visits": len(want), "stream_visits": len(got), "equal": got == want,
+            "missing": len(want - got), "extra": len(got - want)}
+
+
+async def _latency_run(bootstrap: str, prefix: str, load: Load, rate: float, seconds: float) -> dict:
+    """Offer the load at ``rate`` fixes/s; 1 in ``probe_every`` is a probe fix opening a visit."""
+    probe_every = max(1, int(rate // 200))  # about 200 probes a second
+    lon_c, lat_c = load.hotspots.centroids_wgs84
+    consumer = AIOKafkaConsumer(prefix + "dwell-intervals", bootstrap_servers=bootstrap, group_id=f"{prefix}lat",
+                                auto_offset_reset="latest", fetch_max_wait_ms=5, session_timeout_ms=6000,
+                                heartbeat_interval_ms=1000)
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+    await producer.start()
+    sent: dict[str, float] = {}
+    lat: list[float] = []
+    n_total = int(rate * seconds)
+
+    async def read():
+        while True:
+            for msgs in (await consumer.getmany(timeout_ms=50)).values():
+                now = time.perf_counter()
+                for m in msgs:
+                    if dict(m.headers).get("ce_type", b"").endswith(b"visit.opened"):
+                        t = sent.pop(json.loads(m.value)["officer_id"], None)
+                        if t is not None:
+                            lat.append(now - t)
+
+    reader = asyncio.create_task(read())
+    t0 = time.perf_counter()
+    records = load.records
+    try:
+        for i in range(n_total):
+            due = t0 + i / rate
+            if i % 50 == 0:
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if i % probe_every == 0:
+                oid = f"probe-{rate:.0f}-{i}"
+                h = i % len(lon_c)
+                sent[oid] = time.perf_counter()
+                await producer.send(prefix + "location-fixes", key=oid.encode(),
+                                    value=fix_json(oid, T0_MS + i, lat_c[h], lon_c[h]))
+            else:
+                k, v = records[i % len(records)]
+                await producer.send(prefix + "location-fixes", key=k, value=v)
+        offered = n_total / (time.perf_counter() - t0)
+        deadline = time.perf_counter() + 30
+        while sent and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        reader.cancel()
+        await producer.stop()
+        await consumer.stop()
+    a = np.array(lat) * 1000
+    return {"offered_fixes_per_s": rate, "achieved_offer_per_s": round(offered), "probes": int(a.size),
+            "lost_probes": len(sent), "p50_ms": round(float(np.percentile(a, 50)), 1) if a.size else None,
+            "p99_ms": round(float(np.percentile(a, 99)), 1) if a.size else None,
+            "max_ms": round(float(a.max()), 1) if a.size else None}
+
+
+def latency(bootstrap: str, load: Load, rates: list[float], seconds: float, partitions: int, workdir: Path,
+            prefix: str) -> list[dict]:
+    """p50/p99/max fix-to-visit.opened latency of one worker at each offered rate (reorder window 0)."""
+    asyncio.run(create_topics(bootstrap, [prefix + "location-fixes"], partitions))
+    w = Worker(bootstrap, prefix, load.hotspots_path, workdir, partitions, f"{prefix}w", "--reorder-window-s", "0")
+    try:
+        wait_ready([w])
+        return [asyncio.run(_latency_run(bootstrap, prefix, load, r, seconds)) for r in rates]
+    finally:
+        w.stop()
+
+
+def default_workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="hotspot-dwell-bench-"))
+
+
+def run(args) -> dict:
+    """One configuration: throughput, the replay check, latency at each offered rate (the CLI's ``bench``)."""
+    from tqdm import tqdm
+
+    from stream.broker import EmbeddedBroker
+
+    workdir = Path(args.workdir) if args.workdir else default_workdir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    load = make_load(workdir, args.hotspots, args.officers, args.fixes, args.partitions)
+
+    def body(bootstrap: str) -> dict:
+        tag = f"b{int(time.time())}"
+        with tqdm(total=len(load.records) + len(load.closing), unit="fix", desc="producing", leave=False) as bar:
+            result = {"throughput": throughput(bootstrap, load, args.workers, args.partitions, workdir, f"{tag}t.",
+                                               bar)}
+        result["check"] = check_against_replay(bootstrap, load, f"{tag}t.", workdir)
+        rates = [float(r) for r in args.rates.split(",") if r]
+        result["latency"] = latency(bootstrap, load, rates, args.seconds, args.partitions, workdir, f"{tag}l.") \
+            if rates else []
+        return result
+
+    if args.brokers:
+        return body(args.brokers)
+    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        return body(broker.bootstrap)
