@@ -100,22 +100,18 @@ def draw(runs: list[dict], path: Path) -> None:
     ax.plot(rates, [x["achieved_offer_per_s"] for x in lat], "o-", label="offered (achieved by the producer)")
     ax.axhline(base["throughput"]["engine_fixes_per_s"], color="C1", ls="--", label="engine, sustained")
     ax.axhline(base["throughput"]["raw_consume_fixes_per_s"], color="C2", ls=":", label="raw aiokafka consumer")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("offered fixes/s")
-    ax.set_ylabel("fixes/s")
-    ax.set_title("throughput, one worker", loc="left")
-    ax.legend(fontsize=8)
     ax = axes[1]
     for key, style in (("p50_ms", "o-"), ("p99_ms", "s-"), ("max_ms", "^:")):
         ax.plot(rates, [x[key] for x in lat], style, label=key.replace("_ms", ""))
     ax.axhline(50, color="grey", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("offered fixes/s")
-    ax.set_ylabel("fix to visit.opened, ms")
-    ax.set_title("latency, one worker (reorder window 0)", loc="left")
-    ax.legend(fontsize=8)
+    for ax, ylabel, title in ((axes[0], "fixes/s", "throughput, one worker"),
+                              (axes[1], "fix to visit.opened, ms", "latency, one worker (reorder window 0)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("offered fixes/s")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, loc="left")
+        ax.legend(fontsize=8)
     ax = axes[2]
     off = sorted((r["throughput"]["officers"], r["throughput"]) for r in runs
                  if r["name"].startswith("officers-") or r["name"] == "base")
