@@ -130,14 +130,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
             if runtime.trackers.get(p) is not tracker:
                 runtime.drop_unsent()
                 continue  # revoked while we awaited: the next owner re-reads from the checkpoint
-            runtime.pending.setdefault(p, []).append(event)
-            if runtime.checkpoint_due(p):
-                await runtime.flush_outputs()  # a checkpoint never includes an output that was lost
-                if runtime.trackers.get(p) is not tracker:
-                    continue
-                runtime.write_checkpoint(p, checkpoints)
-                for done in runtime.pending.pop(p, []):
-                    await manual.ack(done)
+            await runtime.settle(p, event, checkpoints, manual.ack)
 
     @app.agent(visit_batches, name="track_presence")
     async def track_presence(stream):
@@ -159,14 +152,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                     board.day_closed(day, rows)
             if presence.states.get(q) is not state:
                 continue  # revoked while we awaited
-            presence.pending.setdefault(q, []).append(event)
-            if presence.checkpoint_due(q):
-                await presence.flush_outputs()
-                if presence.states.get(q) is not state:
-                    continue
-                presence.write_checkpoint(q, presence_checkpoints)
-                for done in presence.pending.pop(q, []):
-                    await manual.ack(done)
+            await presence.settle(q, event, presence_checkpoints, manual.ack)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):

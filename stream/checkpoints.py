@@ -111,6 +111,20 @@ class CheckpointedStage:
         self.checkpoints.write(table, partition, self._states()[partition].snapshot())
         self.stats.checkpoints += 1
 
+    async def settle(self, partition: int, event, table, ack) -> None:
+        """Record a processed input event; when the partition's checkpoint is due, wait for every output,
+        snapshot, and only then ``ack`` its events. Call while the partition is still this worker's."""
+        state = self._states()[partition]
+        self.pending.setdefault(partition, []).append(event)
+        if not self.checkpoint_due(partition):
+            return
+        await self.flush_outputs()  # a checkpoint never includes an output that was lost
+        if self._states().get(partition) is not state:
+            return  # revoked while we awaited: the next owner re-reads from the last checkpoint
+        self.write_checkpoint(partition, table)
+        for done in self.pending.pop(partition, []):
+            await ack(done)
+
     def forget(self, partitions) -> None:
         """Partitions revoked: their state lives on in the checkpoints; unacked events are re-read."""
         states = self._states()

@@ -89,7 +89,7 @@ class DwellRuntime(CheckpointedStage):
 
     def forget(self, partitions) -> None:
         super().forget(partitions)
-        self._outbox = {}  # outputs of a batch cut short by the revoke are made again by the next owner
+        self.drop_unsent()
 
     # -- one batch ----------------------------------------------------------------------
 
@@ -122,12 +122,13 @@ class DwellRuntime(CheckpointedStage):
                 tracker.visit_days.add((first + dt.timedelta(days=k)).isoformat())
         officers = tracker.registry.ids_of(visits.officer)
         hotspot_ids = self._hotspot_ids[visits.hotspot]
-        for o, h, q, start, end in zip(officers.tolist(), hotspot_ids.tolist(),
-                                       self._partition_of_hotspot[visits.hotspot].tolist(),
-                                       visits.start_ms.tolist(), visits.end_ms.tolist()):
-            self._outbox.setdefault(q, []).append(["v", visit_id(o, h, start), h, start, end])
+        ids = [visit_id(o, h, start) for o, h, start in zip(officers.tolist(), hotspot_ids.tolist(),
+                                                              visits.start_ms.tolist())]
+        for vid, h, q, start, end in zip(ids, hotspot_ids.tolist(), self._partition_of_hotspot[visits.hotspot].tolist(),
+                                         visits.start_ms.tolist(), visits.end_ms.tolist()):
+            self._outbox.setdefault(q, []).append(["v", vid, h, start, end])
         for kind, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
-                                                      visits.n_fixes, self.rules.min_patrol_s):
+                                                      visits.n_fixes, self.rules.min_patrol_s, ids):
             await self.send(self.settings.topic(kind), key, value, None, None, headers)
             if kind == "patrol-events":
                 self.stats.patrols += 1

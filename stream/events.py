@@ -44,16 +44,21 @@ def ce_headers(event_type: str, event_id: str, time_text: str, subject: str) -> 
 
 
 def visit_events(officer_ids: np.ndarray, hotspot_ids: np.ndarray, start_ms: np.ndarray, end_ms: np.ndarray,
-                 n_fixes: np.ndarray, min_patrol_s: float) -> list[tuple[str, bytes, bytes, Headers]]:
-    """``(topic kind, key, value, headers)`` for closed visits and the patrols among them."""
+                 n_fixes: np.ndarray, min_patrol_s: float,
+                 visit_ids: list[str] | None = None) -> list[tuple[str, bytes, bytes, Headers]]:
+    """``(topic kind, key, value, headers)`` for closed visits and the patrols among them
+    (``visit_ids``: their :func:`visit_id` values, when the caller has them already)."""
     starts = rfc3339_utc(start_ms)
     ends = rfc3339_utc(end_ms)
+    if visit_ids is None:
+        visit_ids = [visit_id(o, h, s) for o, h, s in zip(officer_ids.tolist(), hotspot_ids.tolist(),
+                                                           start_ms.tolist())]
     out = []
-    for o, h, s_ms, e_ms, n, s_txt, e_txt in zip(officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(),
-                                                  end_ms.tolist(), n_fixes.tolist(), starts.tolist(), ends.tolist()):
+    for o, h, s_ms, e_ms, n, s_txt, e_txt, vid in zip(officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(),
+                                                       end_ms.tolist(), n_fixes.tolist(), starts.tolist(),
+                                                       ends.tolist(), visit_ids):
         duration = (e_ms - s_ms) / 1000.0
         patrol = duration >= min_patrol_s
-        vid = visit_id(o, h, s_ms)
         body = {"visit_id": vid, "officer_id": o, "hotspot_id": h, "start": s_txt, "end": e_txt,
                 "duration_s": duration, "fixes": int(n), "patrol": patrol}
         key = h.encode()

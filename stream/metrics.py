@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from geo.hotspots import HotspotSet
 from stream.board import BoardSnapshot
+from stream.dwell_runtime import DEAD_LETTERED_NAMES
 
 NAMESPACE = "hotspot_dwell"
 # Dwell durations: 1 minute to 2 hours, with the 15-minute patrol as an edge.
@@ -147,8 +148,6 @@ class DwellMetrics(Collector):
                 by_reason[reason] = by_reason.get(reason, 0) + count
                 dead_by_reason[reason] = dead_by_reason.get(reason, 0) + count
         if self.runtime is not None:
-            from stream.dwell_runtime import DEAD_LETTERED_NAMES
-
             for reason, count in (self.runtime.stats.rejected or {}).items():
                 by_reason[reason] = by_reason.get(reason, 0) + count
                 if reason in DEAD_LETTERED_NAMES:
