@@ -1,11 +1,13 @@
-"""The Faust app: topics, the checkpoint table and the agents, wired from settings.
+"""The worker: stage 1 on its own aiokafka consumer, stage 2 as a Faust agent, metrics.
 
-    location-fixes --ingest (aiokafka getmany, stateless)--> fix-batches
-    fix-batches --track_dwell (stage 1, per officer)--> dwell-intervals, patrol-events
+    location-fixes --stage 1 (aiokafka getmany, per officer)--> dwell-intervals, patrol-events,
+                                                                visit-batches (internal)
+    visit-batches --track_presence (stage 2, per hot spot-day)--> patrol-events
     bad records --> location-fixes-dead-letter (raw bytes + reason header)
 
-Agents are thin: decode, call the runtime, ack. The business logic lives in
-:mod:`stream.stage1` (pure) and :mod:`stream.dwell_runtime` (checkpoints, sends).
+Stage 1 (:mod:`stream.stage1_consumer`) checkpoints to ``officer-checkpoints``;
+stage 2 to a Faust table. The business logic lives in :mod:`stream.stage1`
+and :mod:`stream.stage2` (pure), with their runtimes beside them.
 """
 
 from __future__ import annotations
@@ -18,17 +20,15 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from geo.hotspots import HotspotSet, load_hotspots
-from stream.batches import BatchFormatError, FixBatch
 from stream.board import TodayBoard
-from stream.dwell_runtime import DwellRuntime
 from stream.faust_transport import DwellApp
-from stream.ingest import Ingest
 from stream.metrics import DwellMetrics
 from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
 from stream.schedule import load_schedule
 from stream.settings import WorkerSettings
 from stream.presence_runtime import PresenceRuntime
+from stream.stage1_consumer import Stage1Consumer
 from stream.stage2 import PresenceModel
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,11 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     def send(topic, key, value, partition, timestamp, headers):
         return app.producer.send(topic, key, value, partition, timestamp, headers)
 
-    runtime = DwellRuntime(settings, hs, send)
+    stage1 = Stage1Consumer(settings, hs)
+    runtime = stage1.runtime
     app.dwell_runtime = runtime
+    app.ingest = stage1
 
-    fix_batches = app.topic(settings.topic("fix-batches"), partitions=settings.partitions, internal=True,
-                            value_serializer="raw", key_serializer="raw")
-    # One snapshot per partition, co-partitioned with fix-batches.
-    checkpoints = app.Table("partition_to_checkpoint", default=None, partitions=settings.partitions,
-                            key_type=bytes, value_type=bytes,
-                            extra_topic_configs={"cleanup.policy": "compact"})
     for name in ("patrol-events", "location-fixes-dead-letter"):
         app.topic(settings.topic(name), partitions=settings.partitions, internal=True)
     app.topic(settings.topic("dwell-intervals"), partitions=settings.partitions, internal=True)
@@ -108,30 +104,6 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     app.metrics_registry = CollectorRegistry()
     # location-fixes is created with the same partition count (see stream.worker).
 
-    @app.agent(fix_batches, name="track_dwell")
-    async def track_dwell(stream):
-        manual = stream.noack()
-        async for event in manual.events():
-            p = event.message.partition
-            tracker = runtime.tracker(p, checkpoints)
-            try:
-                batch = FixBatch.decode(event.value or b"")
-            except (BatchFormatError, ValueError) as exc:
-                # Not ours (another producer on an internal topic): skipped, logged.
-                log.error("fix-batches partition %d offset %d: %s", p, event.message.offset, exc)
-            else:
-                started = time.perf_counter()
-                await runtime.handle(tracker, batch)
-                await runtime.close_day_if_due(tracker)
-                await runtime.send_visit_batches(tracker, event.message.offset)
-                sent_at = event.message.timestamp  # the oldest fix's, in seconds (stream.ingest)
-                metrics.batch_processed(len(batch), time.perf_counter() - started,
-                                        time.time() - sent_at if sent_at else None)
-            if runtime.trackers.get(p) is not tracker:
-                runtime.drop_unsent()
-                continue  # revoked while we awaited: the next owner re-reads from the checkpoint
-            await runtime.settle(p, event, checkpoints, manual.ack)
-
     @app.agent(visit_batches, name="track_presence")
     async def track_presence(stream):
         manual = stream.noack()
@@ -156,22 +128,19 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):
-        runtime.forget({tp.partition for tp in revoked if tp.topic == settings.topic("fix-batches")})
         presence.forget({tp.partition for tp in revoked if tp.topic == settings.topic("visit-batches")})
 
-    ingest = Ingest(settings, send=send)
-    app.ingest = ingest
-
     def ready() -> bool:
-        if not ingest.ready:
+        if not stage1.ready:
             return False
         try:
             return bool(app.consumer.assignment()) and not app.rebalancing
         except Exception:  # the consumer is not built yet
             return False
 
-    metrics = DwellMetrics(app.metrics_registry, hs, runtime=runtime, ingest=ingest, board=board, ready=ready)
+    metrics = DwellMetrics(app.metrics_registry, hs, runtime=runtime, ingest=stage1, board=board, ready=ready)
     app.metrics = metrics
+    stage1.on_batch = metrics.batch_processed
 
     @app.timer(interval=settings.metrics_refresh_s)
     async def refresh_metrics() -> None:
@@ -194,21 +163,21 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
         except Exception:  # metrics must never stop the worker
             log.exception("metrics refresh failed")
 
-    async def run_ingest() -> None:
+    async def run_stage1() -> None:
         try:
-            await ingest.run()
-        except Exception as exc:  # the whole worker stops; its restart resumes from committed offsets
-            log.exception("ingest failed")
+            await stage1.run()
+        except Exception as exc:  # the whole worker stops; its restart resumes from the checkpoints
+            log.exception("stage 1 failed")
             await app.crash(exc)
 
-    app.early_tasks.append(run_ingest)
+    app.early_tasks.append(run_stage1)
 
     @app.on_before_shutdown.connect
-    def stop_ingest(app_, **kwargs):
-        ingest.stop()
+    def stop_stage1(app_, **kwargs):
+        stage1.stop()
         st = runtime.stats
         log.warning("stage 1 processed %d batches, %d fixes (%d re-sent skipped), sent %d visits, %d patrols; "
-                    "ingest read %d records, %d dead letters", st.batches, st.fixes, st.skipped, st.visits,
-                    st.patrols, ingest.stats.records, ingest.stats.dead_letters)
+                    "read %d records, %d dead letters", st.batches, st.fixes, st.skipped, st.visits,
+                    st.patrols, stage1.stats.records, stage1.stats.dead_letters)
 
     return app

@@ -1,17 +1,12 @@
-"""Fix batches: one message of the internal ``fix-batches`` topic per input chunk.
+"""A chunk of ``location-fixes`` records decoded and validated at once, as numpy columns.
 
-The ingest stage decodes and validates a chunk of ``location-fixes`` records
-of one partition and writes them, as numpy columns, into one message on the
-same partition number of ``fix-batches``. Stage 1 then pays Faust's
-per-message cost once per batch instead of once per fix.
-
-Wire format (little-endian): ``b"HDB1"``, a fixed header, then each column as
-``uint64 byte length`` + raw bytes, in the order of :data:`_COLUMNS`.
+Stage 1 turns each partition's chunk from ``getmany`` into one
+:class:`FixBatch` (:func:`build_batch`): the valid fixes as columns for the
+kernels, the rest named with their reason for the dead-letter topic.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,29 +15,6 @@ import numpy as np
 from kernels.textparse import hash_spans
 from stream.fixes import check_values
 from stream.jsonfix import decode_records
-
-MAGIC = b"HDB1"
-_HEADER = struct.Struct("<4siqqi")  # magic, partition, first offset, last offset, n
-_LEN = struct.Struct("<Q")
-
-# (name, dtype); "ids_blob" and "raw_blob" are bytes.
-_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("offset", "<i8"),
-    ("officer_hash", "<u8"),
-    ("officer_start", "<i8"),
-    ("officer_end", "<i8"),
-    ("ts_ms", "<i8"),
-    ("lat", "<f8"),
-    ("lon", "<f8"),
-    ("accuracy_m", "<f8"),
-    ("raw_offsets", "<i8"),
-    ("ids_blob", "|u1"),
-    ("raw_blob", "|u1"),
-)
-
-
-class BatchFormatError(ValueError):
-    """A fix-batches message that is not in the format above."""
 
 
 @dataclass(frozen=True)
@@ -75,38 +47,6 @@ class FixBatch:
 
     def raw_value(self, i: int) -> bytes:
         return self.raw_blob[self.raw_offsets[i]:self.raw_offsets[i + 1]].tobytes()
-
-    def encode(self) -> bytes:
-        parts = [_HEADER.pack(MAGIC, self.partition, self.first_offset, self.last_offset, len(self))]
-        for name, dtype in _COLUMNS:
-            data = np.ascontiguousarray(getattr(self, name), dtype=dtype).tobytes()
-            parts.append(_LEN.pack(len(data)))
-            parts.append(data)
-        return b"".join(parts)
-
-    @staticmethod
-    def decode(data: bytes) -> "FixBatch":
-        if len(data) < _HEADER.size or data[:4] != MAGIC:
-            raise BatchFormatError("not a fix batch (bad magic)")
-        _, partition, first, last, n = _HEADER.unpack_from(data, 0)
-        pos = _HEADER.size
-        cols = {}
-        view = memoryview(data)
-        for name, dtype in _COLUMNS:
-            if pos + _LEN.size > len(data):
-                raise BatchFormatError(f"fix batch truncated before column {name}")
-            (size,) = _LEN.unpack_from(data, pos)
-            pos += _LEN.size
-            if pos + size > len(data):
-                raise BatchFormatError(f"fix batch truncated in column {name}")
-            cols[name] = np.frombuffer(view[pos:pos + size], dtype=dtype)
-            pos += size
-        for name in ("offset", "officer_hash", "ts_ms", "lat", "lon"):
-            if cols[name].shape[0] != n:
-                raise BatchFormatError(f"column {name} has {cols[name].shape[0]} rows, header says {n}")
-        if cols["raw_offsets"].shape[0] != n + 1:
-            raise BatchFormatError("raw_offsets must have n + 1 entries")
-        return FixBatch(partition, first, last, **cols)
 
 
 def build_batch(partition: int, offsets: Sequence[int], values: Sequence[bytes], *, time_min_ms: int,

@@ -8,9 +8,11 @@ broker (or ``--brokers``):
    one fix per message, followed by one record per partition a day later
    so that every visit closes;
 2. a plain aiokafka ``getmany`` consumer reads the topic: the limit;
-3. W workers process it; sustained fixes/s is from the workers being ready
-   to the last fix processed (their metrics, polled every 0.5 s), with the
-   workers' CPU seconds and peak memory (from /proc);
+3. W workers process it; sustained fixes/s is from the first fix a worker
+   processed (its ``first_fix`` metric) to the last visit it published (the
+   broker timestamp of the last ``visit.closed``), with the workers' CPU
+   seconds and peak memory (from /proc). The bench only watches the topic's
+   end offsets while they work, so it takes no CPU from them;
 4. the visits the workers published equal the replay of the same fixes;
 5. latency: a fresh worker (reorder window 0, so a fix is used on arrival)
    takes the load at each offered rate; probe fixes of new officers inside
@@ -190,8 +192,8 @@ def wait_ready(workers: list[Worker], timeout_s: float = 180.0) -> None:
 
 
 def throughput(bootstrap: str, load: Load, workers: int, partitions: int, workdir: Path, prefix: str,
-               progress=None) -> dict:
-    """Raw consume rate and the engine's sustained fixes/s on the same topic, and the published visits."""
+               want_visits: int, progress=None) -> tuple[dict, set[tuple]]:
+    """Raw consume rate and the engine's sustained fixes/s on the same topic; the published visits."""
     topic = prefix + "location-fixes"
     asyncio.run(create_topics(bootstrap, [topic], partitions))
     asyncio.run(produce_all(bootstrap, topic, load.records + load.closing, progress))
@@ -202,60 +204,79 @@ def throughput(bootstrap: str, load: Load, workers: int, partitions: int, workdi
     try:
         wait_ready(procs)
         cpu0 = [w.cpu_s() for w in procs]
-        t0 = time.perf_counter()
-        done = 0.0
-        while done < n:
-            if time.perf_counter() - t0 > 1800:
-                raise RuntimeError(f"workers did not finish in 30 minutes ({done:.0f} of {n}); logs in {workdir}")
-            time.sleep(0.5)
-            dead = [w for w in procs if w.proc.poll() is not None]
-            if dead:
-                raise RuntimeError(f"a worker exited with {dead[0].proc.returncode}; log {dead[0].log}")
-            done = sum(w.metric("hotspot_dwell_batch_fixes_sum") for w in procs)
-        seconds = time.perf_counter() - t0
+        visits, last_ms = asyncio.run(_wait_for_visits(bootstrap, prefix, want_visits, procs, workdir))
         cpu = sum(w.cpu_s() - c for w, c in zip(procs, cpu0))
         rss = [w.rss_bytes() for w in procs]
         peak = [w.peak_rss_bytes() for w in procs]
+        first = min(t for t in (w.metric("hotspot_dwell_first_fix_timestamp_seconds") for w in procs) if t > 0)
     finally:
         for w in procs:
             w.stop()
+    seconds = last_ms / 1000.0 - first
     engine = n / seconds
     return {"fixes": n, "officers": load.officers, "hotspots": len(load.hotspots), "workers": workers,
             "partitions": partitions, "raw_consume_fixes_per_s": round(raw), "engine_fixes_per_s": round(engine),
             "engine_over_raw": round(engine / raw, 4), "seconds": round(seconds, 2),
-            "worker_cpu_s": round(cpu, 2), "worker_rss_bytes": rss, "worker_peak_rss_bytes": peak}
+            "worker_cpu_s": round(cpu, 2), "worker_rss_bytes": rss, "worker_peak_rss_bytes": peak}, visits
 
 
-async def _published_visits(bootstrap: str, prefix: str, want: int, timeout_s: float = 120.0) -> set[tuple]:
-    consumer = AIOKafkaConsumer(prefix + "dwell-intervals", bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+async def _wait_for_visits(bootstrap: str, prefix: str, want: int, procs: list[Worker], workdir: Path,
+                           quiet_s: float = 2.0, timeout_s: float = 1800.0) -> tuple[set[tuple], int]:
+    """Wait until ``dwell-intervals`` holds ``want`` distinct closed visits; returns them and the broker
+    timestamp (ms) of the last record. While the workers run only end offsets are polled (cheap); the
+    topic is read once they have been still for ``quiet_s``."""
+    from aiokafka import TopicPartition
+
+    topic = prefix + "dwell-intervals"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, max_partition_fetch_bytes=8 << 20)
     await consumer.start()
-    seen: dict[str, tuple] = {}
-    deadline = time.monotonic() + timeout_s
     try:
-        while len(seen) < want and time.monotonic() < deadline:
-            for msgs in (await consumer.getmany(timeout_ms=500, max_records=50_000)).values():
-                for m in msgs:
-                    if dict(m.headers).get("ce_type", b"").endswith(b"visit.closed"):
-                        b = json.loads(m.value)
-                        seen[b["visit_id"]] = (b["officer_id"], b["hotspot_id"], b["start"], b["end"], b["fixes"])
+        started = time.monotonic()
+        while not consumer.partitions_for_topic(topic) and time.monotonic() - started < 60:
+            await consumer._client.force_metadata_update()  # the workers create the topic
+            await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        seen: dict[str, tuple] = {}
+        last_ms = 0
+        ends, still_since = None, time.monotonic()
+        while True:
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"workers did not finish in {timeout_s:.0f} s ({len(seen)} of {want} visits); "
+                                   f"logs in {workdir}")
+            dead = [w for w in procs if w.proc.poll() is not None]
+            if dead:
+                raise RuntimeError(f"a worker exited with {dead[0].proc.returncode}; log {dead[0].log}")
+            await asyncio.sleep(0.5)
+            now_ends = await consumer.end_offsets(tps)
+            if now_ends != ends:
+                ends, still_since = now_ends, time.monotonic()
+                continue
+            if time.monotonic() - still_since < quiet_s:
+                continue
+            for tp in tps:  # still: read what is new
+                while await consumer.position(tp) < ends[tp]:
+                    for m in (await consumer.getmany(tp, timeout_ms=1000, max_records=50_000)).get(tp, []):
+                        last_ms = max(last_ms, m.timestamp)
+                        if dict(m.headers).get("ce_type", b"").endswith(b"visit.closed"):
+                            b = json.loads(m.value)
+                            seen[b["visit_id"]] = (b["officer_id"], b["hotspot_id"], b["start"], b["end"],
+                                                   b["fixes"])
+            if len(seen) >= want or time.monotonic() - still_since > 30:
+                return set(seen.values()), last_ms  # all there, or never will be (the check says so)
     finally:
         await consumer.stop()
-    return set(seen.values())
 
 
-def check_against_replay(bootstrap: str, load: Load, prefix: str, workdir: Path) -> dict:
-    """The visits the stream published == the replay's visits of the same fixes (ids de-duplicated)."""
+def replay_visits(load: Load, prefix: str, workdir: Path) -> set[tuple]:
+    """The replay's visits of the same fixes, as the bench compares them."""
     from stream.replay import replay
 
     path = workdir / f"{prefix}fixes.jsonl"
     path.write_bytes(b"".join(v + b"\n" for _, v in load.records + load.closing))
     result = replay(path, load.hotspots, progress=False)
-    want = set(zip(result.visits["officer_id"].tolist(), result.visits["hotspot_id"].tolist(),
+    return set(zip(result.visits["officer_id"].tolist(), result.visits["hotspot_id"].tolist(),
                    result.visits["start"].tolist(), result.visits["end"].tolist(), result.visits["fixes"].tolist()))
-    got = asyncio.run(_published_visits(bootstrap, prefix, len(want)))
-    return {"replay_visits": len(want), "stream_visits": len(got), "equal": got == want,
-            "missing": len(want - got), "extra": len(got - want)}
 
 
 async def _latency_run(bootstrap: str, prefix: str, load: Load, rate: float, seconds: float) -> dict:
@@ -346,10 +367,13 @@ def run(args) -> dict:
 
     def body(bootstrap: str) -> dict:
         tag = f"b{int(time.time())}"
+        want = replay_visits(load, f"{tag}t.", workdir)
         with tqdm(total=len(load.records) + len(load.closing), unit="fix", desc="producing", leave=False) as bar:
-            result = {"throughput": throughput(bootstrap, load, args.workers, args.partitions, workdir, f"{tag}t.",
-                                               bar)}
-        result["check"] = check_against_replay(bootstrap, load, f"{tag}t.", workdir)
+            measured, got = throughput(bootstrap, load, args.workers, args.partitions, workdir, f"{tag}t.",
+                                       len(want), bar)
+        result = {"throughput": measured,
+                  "check": {"replay_visits": len(want), "stream_visits": len(got), "equal": got == want,
+                            "missing": len(want - got), "extra": len(got - want)}}
         rates = [float(r) for r in args.rates.split(",") if r]
         result["latency"] = latency(bootstrap, load, rates, args.seconds, args.partitions, workdir, f"{tag}l.") \
             if rates else []

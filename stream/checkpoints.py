@@ -3,8 +3,8 @@
 A snapshot is cut into pieces under Kafka's message limit; two generations
 alternate, and a manifest (generation, pieces, sha256) is written last on
 the same changelog partition, so a crash mid-write leaves the previous
-snapshot whole and named. Both stages use it: stage 1 for its officer
-trackers, stage 2 for its hot spot-days.
+snapshot whole and named. Stage 2 keeps its hot spot-days this way (stage 1
+has its own topic and consumer: :mod:`stream.checkpoint_log`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Checkpoints:
 
 
 class CheckpointedStage:
-    """What both stages share: per-partition states (each with ``snapshot()``), the input events
+    """A Faust-agent stage: per-partition states (each with ``snapshot()``), the input events
     processed since each partition's last checkpoint, and outputs sent but not yet acknowledged.
 
     A subclass keeps its states in the dict :meth:`_states` returns and counts

@@ -1,16 +1,16 @@
-"""Stage 1's glue between Faust and the pure tracker: trackers, checkpoints, output.
+"""Stage 1's runtime: the officer trackers of this worker's input partitions and what they send.
 
-The agent in :mod:`stream.app` stays thin: decode, ``runtime.handle``, ack.
-Checkpoints are snapshots of a partition's :class:`OfficerTracker` written
-to a Faust table (changelog topic) together with the input offsets they
-include. Events are acked, and so their offsets committed, only when a
-checkpoint that includes them has been written, so a restarted worker
-restores the snapshot and re-reads exactly the batches after it: state is
-exact, outputs are at-least-once with the same ids.
+:mod:`stream.stage1_consumer` drives it: each chunk of ``location-fixes`` a
+partition receives goes through :meth:`DwellRuntime.handle` (visits opened
+and closed, dead letters), :meth:`close_day_if_due` and
+:meth:`send_visit_batches` (stage 2's share). Outputs are sent as they are
+made; :meth:`flush_outputs` waits for all of them, which a checkpoint does
+first, so a checkpoint never includes an output that was lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -23,7 +23,6 @@ from geo.hotspots import HotspotSet
 from kernels import reasons
 from stream.batches import FixBatch
 from stream.engine import RuleSettings
-from stream.checkpoints import CheckpointedStage
 from stream.events import dead_letter_headers, visit_events, visit_id, visit_opened_events
 from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
@@ -50,51 +49,67 @@ class Stage1Stats:
     checkpoints: int = 0
 
 
-class DwellRuntime(CheckpointedStage):
-    """Trackers of the partitions this worker owns, and what they send."""
+class DwellRuntime:
+    """Trackers of the partitions this worker owns, and what they send.
+
+    ``send(topic, key, value, partition, headers)`` queues one record and
+    returns a future of its delivery.
+    """
 
     def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, send: Send) -> None:
         self.settings = settings
         self.hotspots = hotspots
         self.rules: RuleSettings = settings.rules
         self.calendar = PolicingCalendar(self.rules.timezone, self.rules.day_start)
-        super().__init__(settings.checkpoint_interval_s)
         self._send = send
         self.trackers: dict[int, OfficerTracker] = {}
         self.stats = Stage1Stats(rejected={})
         self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
-        # Stage 2's share of the current fix-batch, per stage-2 partition, in
-        # order: closed visits and day marks (one visit-batches message each).
+        self._inflight: list = []  # delivery futures not yet known done
+        # Stage 2's share of the current chunk, per stage-2 partition, in
+        # order: closed visits, day marks, checkpoint marks.
         self._outbox: dict[int, list] = {}
         self._partition_of_hotspot = np.array([partition_of(h.encode(), settings.partitions) for h in hotspots.ids],
                                               dtype=np.int64)
+        # Events keyed by hot spot go where Kafka's default partitioner would put them,
+        # looked up per hot spot instead of hashed per event.
+        self._event_partitions: dict[str, np.ndarray] = {}
+        self.set_partition_counts({kind: settings.partitions for kind in ("dwell-intervals", "patrol-events")})
 
-    # -- trackers and checkpoints --------------------------------------------------
+    def set_partition_counts(self, counts: dict[str, int]) -> None:
+        """The partition counts of the event topics (by topic kind), as the brokers report them."""
+        for kind, n in counts.items():
+            self._event_partitions[kind] = (self._partition_of_hotspot if n == self.settings.partitions else
+                                            np.array([partition_of(h.encode(), n) for h in self.hotspots.ids],
+                                                     dtype=np.int64))
 
-    def tracker(self, partition: int, table) -> OfficerTracker:
-        """The partition's tracker, restored from its last checkpoint if there is one."""
-        tracker = self.trackers.get(partition)
-        if tracker is None:
-            data = self.checkpoints.load(table, partition)
-            if data is None:
-                tracker = OfficerTracker(self.hotspots, self.rules, partition)
-            else:
-                tracker = OfficerTracker.restore(data, self.hotspots, self.rules)
-                log.info("partition %d restored from checkpoint at input offset %d", partition, tracker.last_offset)
-            self.trackers[partition] = tracker
-        return tracker
+    def new_tracker(self, partition: int) -> OfficerTracker:
+        return OfficerTracker(self.hotspots, self.rules, partition)
 
-    def _states(self) -> dict:
-        return self.trackers
+    def restore_tracker(self, data: bytes) -> OfficerTracker:
+        return OfficerTracker.restore(data, self.hotspots, self.rules)
 
     def forget(self, partitions) -> None:
-        super().forget(partitions)
-        self.drop_unsent()
+        """Partitions revoked: their state lives on in their checkpoints."""
+        for p in partitions:
+            self.trackers.pop(p, None)
+        self._outbox = {}
+
+    async def flush_outputs(self) -> None:
+        """Wait until every output sent so far is acknowledged (raises if one failed)."""
+        inflight, self._inflight = self._inflight, []
+        if inflight:
+            await asyncio.gather(*inflight)
 
     # -- one batch ----------------------------------------------------------------------
 
-    async def send(self, topic, key, value, partition, timestamp, headers) -> None:
-        self._inflight.append(await self._send(topic, key, value, partition, timestamp, headers))
+    async def send(self, topic, key, value, partition, headers) -> None:
+        future = await self._send(topic, key, value, partition, headers)
+        if future is not None:  # else batched: its batch's future is added when the batch goes
+            self._inflight.append(future)
+
+    def add_inflight(self, futures) -> None:
+        self._inflight.extend(futures)
 
     async def handle(self, tracker: OfficerTracker, batch: FixBatch) -> TrackerOutput:
         out = tracker.step(batch)
@@ -109,17 +124,16 @@ class DwellRuntime(CheckpointedStage):
     async def _send_opened(self, tracker: OfficerTracker, opened) -> None:
         if opened is None or not len(opened.start_ms):
             return
-        for key, value, headers in visit_opened_events(tracker.registry.ids_of(opened.officer),
-                                                       self._hotspot_ids[opened.hotspot], opened.start_ms):
-            await self.send(self.settings.topic("dwell-intervals"), key, value, None, None, headers)
+        partitions = self._event_partitions["dwell-intervals"][opened.hotspot].tolist()
+        topic = self.settings.topic("dwell-intervals")
+        for q, (key, value, headers) in zip(partitions, visit_opened_events(
+                tracker.registry.ids_of(opened.officer), self._hotspot_ids[opened.hotspot], opened.start_ms)):
+            await self.send(topic, key, value, q, headers)
 
     async def _send_visits(self, tracker: OfficerTracker, visits) -> None:
         if not len(visits.start_ms):
             return
-        for start, end in zip(visits.start_ms.tolist(), visits.end_ms.tolist()):
-            first, last = self.calendar.day_of_ms(start), self.calendar.day_of_ms(end)
-            for k in range((last - first).days + 1):
-                tracker.visit_days.add((first + dt.timedelta(days=k)).isoformat())
+        self._note_visit_days(tracker, visits)
         officers = tracker.registry.ids_of(visits.officer)
         hotspot_ids = self._hotspot_ids[visits.hotspot]
         ids = [visit_id(o, h, start) for o, h, start in zip(officers.tolist(), hotspot_ids.tolist(),
@@ -127,13 +141,27 @@ class DwellRuntime(CheckpointedStage):
         for vid, h, q, start, end in zip(ids, hotspot_ids.tolist(), self._partition_of_hotspot[visits.hotspot].tolist(),
                                          visits.start_ms.tolist(), visits.end_ms.tolist()):
             self._outbox.setdefault(q, []).append(["v", vid, h, start, end])
-        for kind, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
-                                                      visits.n_fixes, self.rules.min_patrol_s, ids):
-            await self.send(self.settings.topic(kind), key, value, None, None, headers)
+        for kind, i, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
+                                                         visits.n_fixes, self.rules.min_patrol_s, ids):
+            await self.send(self.settings.topic(kind), key, value, int(self._event_partitions[kind][visits.hotspot[i]]),
+                            headers)
             if kind == "patrol-events":
                 self.stats.patrols += 1
             else:
                 self.stats.visits += 1
+
+    def _note_visit_days(self, tracker: OfficerTracker, visits) -> None:
+        """Add the policing days the visits overlap to the tracker's days with visits."""
+        n = len(visits.start_ms)
+        # Day boundaries fall on whole minutes, so one calendar lookup per distinct minute.
+        minutes, inverse = np.unique(np.concatenate([visits.start_ms, visits.end_ms]) // 60_000, return_inverse=True)
+        ordinals = np.array([self.calendar.day_of_ms(int(m) * 60_000).toordinal() for m in minutes.tolist()],
+                            np.int64)[inverse]
+        first, last = ordinals[:n], ordinals[n:]
+        days = set(first.tolist())
+        for a, b in zip(first[last > first].tolist(), last[last > first].tolist()):
+            days.update(range(a + 1, b + 1))
+        tracker.visit_days.update(dt.date.fromordinal(d).isoformat() for d in days)
 
     async def _dead_letter(self, batch: FixBatch, out: TrackerOutput) -> None:
         rej = out.rejects
@@ -148,7 +176,7 @@ class DwellRuntime(CheckpointedStage):
                 key = batch.ids_blob[batch.officer_start[i]:batch.officer_end[i]].tobytes()
             else:  # not in this batch (held in the reorder buffer): rebuild it
                 value, key = json.dumps({"source_offset": offset}).encode(), None
-            await self.send(self.settings.topic("location-fixes-dead-letter"), key, value, None, None,
+            await self.send(self.settings.topic("location-fixes-dead-letter"), key, value, None,
                              dead_letter_headers(name, self.settings.topic("location-fixes"), batch.partition,
                                                  offset))
 
@@ -188,18 +216,20 @@ class DwellRuntime(CheckpointedStage):
         for q in range(self.settings.partitions):
             self._outbox.setdefault(q, []).append(["m", day.isoformat(), bool(had_visits)])
 
-    async def send_visit_batches(self, tracker: OfficerTracker, offset: int) -> None:
-        """Send stage 2 its share of the fix-batch at ``offset``: per stage-2 partition one message, or
+    def mark_checkpoint(self, tracker: OfficerTracker) -> None:
+        """Tell every stage-2 partition that this partition's state up to here is checkpointed: stage 2
+        then forgets the visit ids it kept to recognise visits re-sent after a restart."""
+        for q in range(self.settings.partitions):
+            self._outbox.setdefault(q, []).append(["c", int(tracker.last_offset)])
+
+    async def send_visit_batches(self, tracker: OfficerTracker) -> None:
+        """Send stage 2 its share of the chunk just processed: per stage-2 partition one message, or
         several under the broker's size limit (a day's close can close every open visit at once)."""
         outbox, self._outbox = self._outbox, {}
         key = f"p{tracker.partition}".encode()
         for q, items in sorted(outbox.items()):
-            for value in visit_batch_messages(tracker.partition, offset, items):
-                await self.send(self.settings.topic("visit-batches"), key, value, q, None, None)
-
-    def drop_unsent(self) -> None:
-        """The partition was revoked mid-batch: its outputs will be made again by the next owner."""
-        self._outbox = {}
+            for value in visit_batch_messages(tracker.partition, items):
+                await self.send(self.settings.topic("visit-batches"), key, value, q, None)
 
     def _day_end_after(self, ts_ms: int) -> int:
         day = self.calendar.day_of_ms(ts_ms)

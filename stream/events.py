@@ -30,46 +30,48 @@ def visit_id(officer_id: str, hotspot_id: str, start_ms: int) -> str:
     return uuid5_text(f"visit|{officer_id}|{hotspot_id}|{start_ms}")
 
 
+_CE_SPEC = ("ce_specversion", b"1.0")
+_CE_SOURCE = ("ce_source", SOURCE.encode())
+_CE_CONTENT = ("content-type", b"application/json")
+_CE_TYPES: dict[str, tuple[str, bytes]] = {}
+
+
 def ce_headers(event_type: str, event_id: str, time_text: str, subject: str) -> Headers:
     """CloudEvents 1.0 binary content mode for Kafka (``ce_`` headers)."""
-    return [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", event_id.encode()),
-        ("ce_source", SOURCE.encode()),
-        ("ce_type", (TYPE_PREFIX + event_type).encode()),
-        ("ce_time", time_text.encode()),
-        ("ce_subject", subject.encode()),
-        ("content-type", b"application/json"),
-    ]
+    ce_type = _CE_TYPES.get(event_type)
+    if ce_type is None:
+        ce_type = _CE_TYPES[event_type] = ("ce_type", (TYPE_PREFIX + event_type).encode())
+    return [_CE_SPEC, ("ce_id", event_id.encode()), _CE_SOURCE, ce_type, ("ce_time", time_text.encode()),
+            ("ce_subject", subject.encode()), _CE_CONTENT]
 
 
 def visit_events(officer_ids: np.ndarray, hotspot_ids: np.ndarray, start_ms: np.ndarray, end_ms: np.ndarray,
                  n_fixes: np.ndarray, min_patrol_s: float,
-                 visit_ids: list[str] | None = None) -> list[tuple[str, bytes, bytes, Headers]]:
-    """``(topic kind, key, value, headers)`` for closed visits and the patrols among them
-    (``visit_ids``: their :func:`visit_id` values, when the caller has them already)."""
+                 visit_ids: list[str] | None = None) -> list[tuple[str, int, bytes, bytes, Headers]]:
+    """``(topic kind, row, key, value, headers)`` for closed visits and the patrols among them, ``row``
+    being the visit's position in the arrays (``visit_ids``: their :func:`visit_id` values, when the
+    caller has them already)."""
     starts = rfc3339_utc(start_ms)
     ends = rfc3339_utc(end_ms)
     if visit_ids is None:
         visit_ids = [visit_id(o, h, s) for o, h, s in zip(officer_ids.tolist(), hotspot_ids.tolist(),
                                                            start_ms.tolist())]
     out = []
-    for o, h, s_ms, e_ms, n, s_txt, e_txt, vid in zip(officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(),
-                                                       end_ms.tolist(), n_fixes.tolist(), starts.tolist(),
-                                                       ends.tolist(), visit_ids):
+    min_patrol_ms = min_patrol_s * 1000.0
+    for i, (o, h, s_ms, e_ms, n, s_txt, e_txt, vid) in enumerate(zip(
+            officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(), end_ms.tolist(), n_fixes.tolist(),
+            starts.tolist(), ends.tolist(), visit_ids)):
         duration = (e_ms - s_ms) / 1000.0
-        patrol = duration >= min_patrol_s
+        patrol = (e_ms - s_ms) >= min_patrol_ms
         body = {"visit_id": vid, "officer_id": o, "hotspot_id": h, "start": s_txt, "end": e_txt,
-                "duration_s": duration, "fixes": int(n), "patrol": patrol}
+                "duration_s": duration, "fixes": n, "patrol": patrol}
         key = h.encode()
-        out.append(("dwell-intervals", key, _json(body),
-                    ce_headers(VISIT_CLOSED, vid, e_txt, h)))
+        out.append(("dwell-intervals", i, key, _json(body), ce_headers(VISIT_CLOSED, vid, e_txt, h)))
         if patrol:
             pid = patrol_event_id(o, h, s_ms)
             body = {"event_id": pid, "officer_id": o, "hotspot_id": h, "start": s_txt, "end": e_txt,
                     "duration_s": duration}
-            out.append(("patrol-events", key, _json(body),
-                        ce_headers(PATROL_COMPLETED, pid, e_txt, h)))
+            out.append(("patrol-events", i, key, _json(body), ce_headers(PATROL_COMPLETED, pid, e_txt, h)))
     return out
 
 
@@ -82,14 +84,13 @@ def event_type(headers) -> str:
 
 
 def visit_opened_events(officer_ids, hotspot_ids, start_ms) -> list[tuple[bytes, bytes, Headers]]:
-    """``visit.opened``: an officer has entered a hot spot (the live "who is there")."""
+    """``visit.opened``: an officer has entered a hot spot (the live "who is there"), in row order."""
     starts = rfc3339_utc(start_ms)
     out = []
     for o, h, s_ms, s_txt in zip(officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(), starts.tolist()):
         vid = visit_id(o, h, s_ms)
         body = {"visit_id": vid, "officer_id": o, "hotspot_id": h, "start": s_txt}
-        out.append((h.encode(), _json(body),
-                    ce_headers(VISIT_OPENED, uuid5_text(f"opened|{vid}"), s_txt, h)))
+        out.append((h.encode(), _json(body), ce_headers(VISIT_OPENED, uuid5_text(f"opened|{vid}"), s_txt, h)))
     return out
 
 

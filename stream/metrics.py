@@ -60,7 +60,7 @@ class DwellMetrics(Collector):
         For names, districts and centres.
     runtime : stream.dwell_runtime.DwellRuntime, optional
         Stage 1 counters (read at scrape time).
-    ingest : stream.ingest.Ingest, optional
+    ingest : stream.stage1_consumer.Stage1Consumer, optional
         Ingest counters.
     board : stream.board.TodayBoard, optional
         Stage 2's current day.
@@ -135,8 +135,11 @@ class DwellMetrics(Collector):
         if self.ingest is not None:
             st = self.ingest.stats
             yield CounterMetricFamily(f"{n}_ingest_records", "Records read from location-fixes", value=st.records)
-            yield CounterMetricFamily(f"{n}_ingest_batches", "fix-batches messages written by ingest",
+            yield CounterMetricFamily(f"{n}_ingest_batches", "Partition chunks of location-fixes processed",
                                       value=st.batches)
+            if st.first_fix_at is not None:
+                yield GaugeMetricFamily(f"{n}_first_fix_timestamp_seconds", "When this worker processed its "
+                                        "first chunk of fixes (wall clock)", value=st.first_fix_at)
         dead = CounterMetricFamily(f"{n}_dead_letters", "Records sent to the dead-letter topic, by reason",
                                    labels=["reason"])
         rejected = CounterMetricFamily(f"{n}_fixes_rejected", "Fixes not used, by reason (dead-lettered or "
@@ -164,7 +167,7 @@ class DwellMetrics(Collector):
         accepted = st.fixes - sum((st.rejected or {}).values())
         yield CounterMetricFamily(f"{n}_fixes_accepted", "Fixes used by the dwell rules (stage 1)",
                                   value=max(accepted, 0))
-        yield CounterMetricFamily(f"{n}_batches", "fix-batches processed by stage 1", value=st.batches)
+        yield CounterMetricFamily(f"{n}_batches", "Chunks with valid fixes processed by stage 1", value=st.batches)
         yield CounterMetricFamily(f"{n}_visits_sent", "Visits closed and sent by stage 1 (re-sends included)",
                                   value=st.visits)
         yield CounterMetricFamily(f"{n}_checkpoints", "Stage 1 checkpoints written", value=st.checkpoints)

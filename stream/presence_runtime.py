@@ -1,11 +1,11 @@
 """Stage 2's glue between Faust and the pure :class:`stream.stage2.PartitionPresence`.
 
-Same discipline as stage 1 (:mod:`stream.dwell_runtime`): state in memory per
-``visit-batches`` partition, events sent as batches are applied, and every 2 s
-(once every event sent so far is acknowledged) a snapshot goes to a Faust
-table; only then are the input messages acked. A restarted worker restores
-the snapshot and re-reads what came after it; messages re-sent by stage 1
-are skipped by their ``seq``.
+State in memory per ``visit-batches`` partition, events sent as batches are
+applied, and every 2 s (once every event sent so far is acknowledged) a
+snapshot goes to a Faust table; only then are the input messages acked. A
+restarted worker restores the snapshot and re-reads what came after it;
+visits re-sent by stage 1 are skipped by their ids
+(:class:`stream.stage2.PartitionPresence`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ Send = Callable[..., Awaitable]
 @dataclass
 class Stage2Stats:
     batches: int = 0
-    skipped: int = 0  # re-sent batches, applied before
+    skipped: int = 0  # visits re-sent by stage 1, applied before
     visits: int = 0
     late_visits: int = 0  # visits for days already closed (not counted)
     events: int = 0
@@ -64,7 +64,7 @@ class PresenceRuntime(CheckpointedStage):
     async def handle(self, state: PartitionPresence, value: bytes) -> Applied:
         applied = state.apply(VisitBatch.decode(value))
         self.stats.batches += 1
-        self.stats.skipped += int(applied.skipped)
+        self.stats.skipped += applied.skipped
         self.stats.visits += len(applied.visits)
         self.stats.late_visits += applied.late_visits
         if applied.late_visits:

@@ -18,8 +18,10 @@ from stream.engine import RuleSettings
 
 ENV_PREFIX = "HOTSPOT_DWELL_"
 
-TOPICS = ("location-fixes", "fix-batches", "visit-batches", "dwell-intervals", "patrol-events",
+TOPICS = ("location-fixes", "officer-checkpoints", "visit-batches", "dwell-intervals", "patrol-events",
           "location-fixes-dead-letter")
+# Topics that keep only the latest value per key.
+COMPACTED_TOPICS = ("officer-checkpoints",)
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,12 @@ class WorkerSettings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can reach it
     state_dir: str = "hotspot-dwell-data"
-    # Ingest: records per fetch and how long a fetch may wait (Faust's own
-    # consumer waits 1.5 s, which would put a second on every fix's latency).
+    # Stage 1: records per fetch and how long a fetch may wait (Faust's own
+    # consumer waits 1.5 s, which would put a second on every fix's latency),
+    # and how long its producer holds a record to batch it with others.
     ingest_max_records: int = 20_000
     fetch_max_wait_ms: int = 5
+    producer_linger_ms: int = 2
     checkpoint_interval_s: float = 2.0
     metrics_refresh_s: float = 2.0  # how often the per-hot-spot series are rebuilt for scrapes
     # Event-time bounds relative to the wall clock; None turns the check off

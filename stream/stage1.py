@@ -2,10 +2,10 @@
 
 ``tracker.step(batch)`` advances every officer of the partition and returns
 the visits that closed and the fixes rejected by the ordering rules. No
-Kafka here: the Faust agent feeds it decoded ``fix-batches`` messages, the
-tests feed it directly. The whole state round-trips through
+Kafka here: :mod:`stream.stage1_consumer` feeds it decoded chunks of
+``location-fixes``, the tests feed it directly. The whole state round-trips through
 :meth:`OfficerTracker.snapshot` / :meth:`OfficerTracker.restore`, which the
-agent checkpoints in a Faust table.
+consumer checkpoints to the ``officer-checkpoints`` topic.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class OfficerTracker:
         before = self.engine.open_visits()
         result = self.engine.step(fixes)
         now = self.engine.open_visits()
-        return TrackerOutput(result.visits, result.rejects, skipped, Visits(*(a[self._opened(before, now)]
-                                                                              for a in now)))
+        opened = self._opened(before, now)
+        return TrackerOutput(result.visits, result.rejects, skipped, Visits(*(a[opened] for a in now)))
 
     def _opened(self, before: Visits, now: Visits) -> np.ndarray:
         """Which open visits of ``now`` were not open ``before`` (vectorised: a busy partition has

@@ -1,19 +1,22 @@
 """Stage 2 as pure code: hot spot-day presence, dosage and the day's close.
 
-Stage 1 sends, per fix-batch it processed and per stage-2 partition, one
-``visit-batches`` message: the visits it closed for that partition's hot
-spots and its policing-day marks, in order, tagged with its source partition
-and the fix-batch offset (``seq``). :class:`PartitionPresence` folds these
-into per hot spot-day running figures: the merged intervals of presence
-(clipped to the day), officer-ms, visits, patrols. The figures are
-incremental, so a visit costs the same at the end of a busy day as at its
-start, and exact in integer milliseconds, so a closed day's rows equal the
-replay's :func:`stream.tables.hotspot_days_table` row for row.
+Stage 1 sends, per chunk of fixes it processed and per stage-2 partition,
+one ``visit-batches`` message: the visits it closed for that partition's hot
+spots and its policing-day marks, in order, tagged with its source
+partition. :class:`PartitionPresence` folds these into per hot spot-day
+running figures: the merged intervals of presence (clipped to the day),
+officer-ms, visits, patrols. The figures are incremental, so a visit costs
+the same at the end of a busy day as at its start, and exact in integer
+milliseconds, so a closed day's rows equal the replay's
+:func:`stream.tables.hotspot_days_table` row for row.
 
-A message is applied once: stage 1 re-sends after a restart exactly what it
-sent after its last checkpoint, with the same ``seq``, and a partition skips
-every ``seq`` at or below the last it applied from that source. State is
-small (open days only) and snapshotted like stage 1's.
+A visit is applied once. After a restart stage 1 re-sends what it made
+after its last checkpoint, with the same visit ids but not necessarily in
+the same messages (its chunks depend on fetch timing). So each source tells
+stage 2 when it has checkpointed (a ``c`` item), and stage 2 keeps the ids
+of the visits each source sent since its last ``c``: a visit re-sent after
+a restart is always among them. State is small (open days and those ids)
+and snapshotted in a Faust table.
 """
 
 from __future__ import annotations
@@ -42,15 +45,15 @@ Event = tuple[bytes, bytes, list]  # key, value, headers
 
 
 class VisitBatch(msgspec.Struct, array_like=True):
-    """What stage 1 sends a stage-2 partition for one fix-batch.
+    """What stage 1 sends a stage-2 partition for one chunk of fixes.
 
     ``items`` in order: ``["v", visit_id, hotspot_id, start_ms, end_ms]`` for a
     closed visit, ``["m", policing_day, had_visits]`` for a day mark (the source
-    partition has closed every day up to it).
+    partition has closed every day up to it), ``["c", input_offset]`` when the
+    source's state up to that input offset is checkpointed.
     """
 
     src: int
-    seq: int
     items: list
 
     def encode(self) -> bytes:
@@ -64,27 +67,19 @@ class VisitBatch(msgspec.Struct, array_like=True):
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(VisitBatch)
 MAX_MESSAGE_BYTES = 900_000  # under Kafka's default 1 MB message limit
-PARTS_PER_OFFSET = 4096  # seq = offset * PARTS_PER_OFFSET + part: the parts of one fix-batch stay in order
 
 
-def visit_batch_messages(src: int, offset: int, items: list, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
-    """One fix-batch's items for one stage-2 partition as messages of at most ``max_bytes``, in order.
-
-    Message ``k`` has ``seq = offset * PARTS_PER_OFFSET + k``, so stage 2's
-    "skip what is not newer" test keeps working across the parts.
-    """
+def visit_batch_messages(src: int, items: list, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
+    """One chunk's items for one stage-2 partition as messages of at most ``max_bytes``, in order."""
     pieces = [items]
     while True:
-        encoded = [VisitBatch(src, offset * PARTS_PER_OFFSET + k, p).encode() for k, p in enumerate(pieces)]
+        encoded = [VisitBatch(src, p).encode() for p in pieces]
         too_big = [k for k, e in enumerate(encoded) if len(e) > max_bytes and len(pieces[k]) > 1]
         if not too_big:
-            break
-        # Halve every oversized piece and renumber (rare: a day's close of many visits).
+            return encoded
+        # Halve every oversized piece (rare: a day's close of many visits).
         pieces = [half for k, p in enumerate(pieces)
                   for half in ((p[:len(p) // 2], p[len(p) // 2:]) if k in too_big else (p,))]
-    if len(pieces) > PARTS_PER_OFFSET:
-        raise ValueError(f"{len(items)} visit-batch items need {len(pieces)} messages, over {PARTS_PER_OFFSET}")
-    return encoded
 
 
 def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources: int) -> list[dt.date]:
@@ -192,7 +187,7 @@ class Applied:
     days_seen: set = field(default_factory=set)
     closed: list[tuple[dt.date, Table]] = field(default_factory=list)
     late_visits: int = 0  # visits for a day already closed here (not counted)
-    skipped: bool = False
+    skipped: int = 0  # visits re-sent after a stage-1 restart, applied before
 
 
 class PartitionPresence:
@@ -214,21 +209,24 @@ class PartitionPresence:
         self.partition = partition
         self.owned = list(owned)
         self.n_sources = n_sources
-        self.applied: dict[int, int] = {}  # source partition -> last seq applied
+        # Source partition -> ids of the visits it sent since its last checkpoint mark.
+        self.since_checkpoint: dict[int, set[str]] = {}
         self.days: dict[tuple[str, str], HotspotDay] = {}  # (day iso, hotspot id)
         self.marks: dict = {}
 
     def apply(self, batch: VisitBatch) -> Applied:
         out = Applied()
-        if batch.seq <= self.applied.get(batch.src, -1):
-            out.skipped = True  # re-sent after a stage-1 restart: applied already
-            return out
+        seen = self.since_checkpoint.setdefault(batch.src, set())
         closed = set(self.marks.get("closed", ()))
         min_patrol_ms = self.model.min_patrol_s * 1000.0
         cal = self.model.calendar
         for item in batch.items:
             if item[0] == "v":
-                _, _, hotspot_id, start, end = item
+                _, vid, hotspot_id, start, end = item
+                if vid in seen:
+                    out.skipped += 1  # re-sent after a stage-1 restart: applied already
+                    continue
+                seen.add(vid)
                 for k, day in enumerate(self.model.days_of(start, end)):
                     iso = day.isoformat()
                     if iso in closed:
@@ -256,9 +254,11 @@ class PartitionPresence:
                     self._close(closing, out)
                     closed.add(closing.isoformat())
                     out.days_seen.add(closing)
+            elif item[0] == "c":
+                # Stage 1 will never re-send what came before this mark.
+                seen.clear()
             else:
                 raise ValueError(f"unknown visit-batches item {item[0]!r}")
-        self.applied[batch.src] = batch.seq
         return out
 
     def _check_dosage(self, hd: HotspotDay, day: dt.date, hotspot_id: str, at_ms: int, out: Applied) -> None:
@@ -342,7 +342,7 @@ class PartitionPresence:
         return {dt.date.fromisoformat(d) for d, _ in self.days}
 
     def snapshot(self) -> bytes:
-        return json.dumps({"partition": self.partition, "applied": {str(k): v for k, v in self.applied.items()},
+        return json.dumps({"partition": self.partition, "since_checkpoint": {str(k): sorted(v) for k, v in self.since_checkpoint.items()},
                            "days": [[d, h, hd.to_list()] for (d, h), hd in self.days.items()],
                            "marks": self.marks}, separators=(",", ":")).encode()
 
@@ -350,7 +350,7 @@ class PartitionPresence:
         doc = json.loads(data)
         if int(doc["partition"]) != self.partition:
             raise ValueError(f"snapshot of partition {doc['partition']} restored into {self.partition}")
-        self.applied = {int(k): int(v) for k, v in doc["applied"].items()}
+        self.since_checkpoint = {int(k): set(v) for k, v in doc["since_checkpoint"].items()}
         self.days = {(d, h): HotspotDay.from_list(v) for d, h, v in doc["days"]}
         self.marks = doc["marks"]
 

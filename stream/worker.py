@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from stream.settings import TOPICS, WorkerSettings
+from stream.settings import COMPACTED_TOPICS, TOPICS, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,13 @@ async def ensure_topics(settings: WorkerSettings) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [settings.topic(t) for t in TOPICS if settings.topic(t) not in existing]
+        missing = [t for t in TOPICS if settings.topic(t) not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(t, settings.partitions, 1) for t in missing])
+                await admin.create_topics([
+                    NewTopic(settings.topic(t), settings.partitions, 1,
+                             topic_configs={"cleanup.policy": "compact"} if t in COMPACTED_TOPICS else {})
+                    for t in missing])
             except TopicAlreadyExistsError:
                 pass  # another worker won the race
     finally:

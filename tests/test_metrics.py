@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import geo
 from stream.board import TodayBoard
 from stream.dwell_runtime import Stage1Stats
-from stream.ingest import IngestStats
+from stream.stage1_consumer import IngestStats
 from stream.metrics import DwellMetrics
 from stream.policing_day import PolicingCalendar
 from stream.schedule import Schedule, ScheduleEntry
@@ -74,7 +74,7 @@ def board_with_visits(model, hotspots, owned):
     board = TodayBoard(model, wall_clock_days=False)
     h0, h1 = hotspots.ids[0], hotspots.ids[1]
     state = PartitionPresence(model, 0, list(hotspots.ids), 1)
-    applied = state.apply(VisitBatch(0, 1, [["v", "a", h0, ms(14), ms(14, 20)], ["v", "b", h1, ms(15), ms(15, 5)],
+    applied = state.apply(VisitBatch(0, [["v", "a", h0, ms(14), ms(14, 20)], ["v", "b", h1, ms(15), ms(15, 5)],
                                             ["v", "c", h0, ms(14, 10), ms(14, 30)]]))
     assert len(applied.visits) == 3
     for day in applied.days_seen:

@@ -6,7 +6,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.batches import FixBatch, build_batch
+from stream.batches import build_batch
 from stream.engine import RuleSettings, Visits
 from stream.replay import replay
 from stream.stage1 import OfficerTracker
@@ -51,13 +51,12 @@ def test_batches_through_the_tracker_equal_the_replay(tmp_path_factory, seed, st
         k += 1
         batch, _, _ = build_batch(0, offsets[pos:pos + size], values[pos:pos + size], time_min_ms=0,
                                   time_max_ms=2**62)
-        batch = FixBatch.decode(batch.encode())
         out = tracker.step(batch)
         closed.append(out.visits)
         rejected.update(zip(out.rejects.row.tolist(), out.rejects.reason.tolist()))
         if k == 2:
-            # A checkpoint and a restart, then the same batch again (an
-            # ingest retry): nothing is applied twice.
+            # A checkpoint and a restart, then the same chunk again (read
+            # twice around a rebalance): nothing is applied twice.
             tracker = OfficerTracker.restore(tracker.snapshot(), hs, rules)
             again = tracker.step(batch)
             assert again.skipped == len(batch) and len(again.visits.start_ms) == 0
@@ -81,53 +80,71 @@ def test_batches_through_the_tracker_equal_the_replay(tmp_path_factory, seed, st
     assert ordering_rejects == replay_ordering
 
 
-def _runtime_with_state(tmp_path):
-    from stream.dwell_runtime import DwellRuntime
-    from stream.settings import WorkerSettings
-
+def _tracker_with_state(tmp_path):
     hs = test_hotspots()
-    runtime = DwellRuntime(WorkerSettings(), hs, send=None)
     path = tmp_path / "fixes.csv"
     write_trouble_csv(path, 3, STARTS[2], 3, 200, 90.0)
     values = _json_values(path)
-    table: dict = {}
-    tracker = runtime.tracker(0, table)
+    tracker = OfficerTracker(hs, RuleSettings(), 0)
     batch, _, _ = build_batch(0, list(range(len(values))), values, time_min_ms=0, time_max_ms=2**62)
     tracker.step(batch)
-    return runtime, table, tracker, hs
+    return tracker
 
 
 def test_a_checkpoint_cut_short_leaves_the_previous_one_restorable(tmp_path):
-    import stream.checkpoints as dr
+    import asyncio
 
-    runtime, table, tracker, hs = _runtime_with_state(tmp_path)
-    old_chunk_bytes = dr.CHUNK_BYTES
-    dr.CHUNK_BYTES = 1000  # many pieces
-    try:
-        runtime.write_checkpoint(0, table)
-        complete = tracker.snapshot()
-        tracker.last_offset += 1000  # state moves on ...
-        newer = tracker.snapshot()
-        # ... and a crash lands only the first pieces of the next checkpoint.
-        gen = 1 - runtime.checkpoints._generation[0]
-        for i in range(2):
-            table[dr.chunk_key(0, gen, i)] = newer[i * 1000:(i + 1) * 1000]
-    finally:
-        dr.CHUNK_BYTES = old_chunk_bytes
-    runtime.forget([0])
-    restored = runtime.tracker(0, table)
-    assert restored.snapshot() == complete
+    from stream.checkpoint_log import CheckpointStore, MemoryCheckpointLog, piece_key
+
+    tracker = _tracker_with_state(tmp_path)
+    log = MemoryCheckpointLog()
+    store = CheckpointStore(log, piece_bytes=1000)  # many pieces
+    complete = tracker.snapshot()
+    asyncio.run(store.write(0, complete, tracker.last_offset))
+    first_gen = store._generation[0]
+    tracker.last_offset += 1000  # state moves on ...
+    newer = tracker.snapshot()
+    # ... and a crash lands only the first pieces of the next checkpoint,
+    # plus noise from another writer's keys.
+    for i in range(2):
+        asyncio.run(log.append(0, piece_key(0, 1 - first_gen, i), newer[i * 1000:(i + 1) * 1000]))
+    got = asyncio.run(CheckpointStore(log).load(0))
+    assert got.data == complete and got.input_offset == tracker.last_offset - 1000
+    assert asyncio.run(CheckpointStore(log).load(1)) is None  # a partition never checkpointed
+
+
+def test_restore_finds_the_last_manifest_far_back_and_after_compaction(tmp_path):
+    import asyncio
+
+    from stream.checkpoint_log import CheckpointStore, MemoryCheckpointLog
+
+    tracker = _tracker_with_state(tmp_path)
+    log = MemoryCheckpointLog()
+    store = CheckpointStore(log, piece_bytes=500)  # more pieces than the first look back covers
+    data = tracker.snapshot()
+    for k in range(3):
+        asyncio.run(store.write(0, data + bytes([k]), 100 + k))
+    # Compaction: only the latest record of each key survives.
+    latest = {}
+    for rec in log.records[0]:
+        latest[rec.key] = rec
+    log.records[0] = sorted(latest.values(), key=lambda r: r.offset)
+    got = asyncio.run(CheckpointStore(log).load(0))
+    assert got.data == data + bytes([2]) and got.input_offset == 102
 
 
 def test_a_corrupt_checkpoint_is_a_clear_error_not_a_wrong_state(tmp_path):
+    import asyncio
+    import dataclasses
+
     import pytest
 
-    import stream.checkpoints as dr
+    from stream.checkpoint_log import CheckpointError, CheckpointStore, MemoryCheckpointLog
 
-    runtime, table, tracker, hs = _runtime_with_state(tmp_path)
-    runtime.write_checkpoint(0, table)
-    key = dr.chunk_key(0, runtime.checkpoints._generation[0], 0)
-    table[key] = b"x" + table[key][1:]
-    runtime.forget([0])
-    with pytest.raises(RuntimeError, match="does not match its manifest"):
-        runtime.tracker(0, table)
+    tracker = _tracker_with_state(tmp_path)
+    log = MemoryCheckpointLog()
+    asyncio.run(CheckpointStore(log).write(0, tracker.snapshot(), tracker.last_offset))
+    first = log.records[0][0]
+    log.records[0][0] = dataclasses.replace(first, value=b"x" + first.value[1:])
+    with pytest.raises(CheckpointError, match="does not match its manifest"):
+        asyncio.run(CheckpointStore(log).load(0))

@@ -1,0 +1,258 @@
+"""Stage 1 on a plain aiokafka consumer: location-fixes in, visits and events out.
+
+One consumer (group ``<app id>-stage1``) reads ``location-fixes`` with
+``getmany`` (hundreds of thousands of records a second, where a Faust agent
+manages about 6,000). Each partition's chunk is decoded and validated in one
+go (:func:`stream.batches.build_batch`; bad records are dead-lettered with
+their reason) and goes straight into that partition's officer tracker: no
+intermediate topic, no second consumer, no re-encoding.
+
+Exactly-once state, at-least-once outputs with stable ids:
+
+- every ``checkpoint_interval_s`` the worker waits for all its outputs to be
+  acknowledged, snapshots each partition that moved into
+  ``officer-checkpoints`` (:mod:`stream.checkpoint_log`), tells stage 2 (a
+  ``c`` item on ``visit-batches``) and commits the input offsets;
+- a partition assigned to this worker is restored from its last checkpoint
+  and read from the offset after it; one revoked is checkpointed first, so
+  a rebalance hands state over without a replay. After a crash the new
+  owner replays the fixes since the last checkpoint: the same visits with
+  the same ids, which stage 2 recognises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from geo.hotspots import HotspotSet
+from kernels.reasons import REASON_NAMES
+from stream.batched_sender import BatchedSender
+from stream.batches import build_batch
+from stream.checkpoint_log import CheckpointStore, KafkaCheckpointLog
+from stream.dwell_runtime import DwellRuntime
+from stream.events import dead_letter_headers
+from stream.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    records: int = 0  # read from location-fixes
+    batches: int = 0  # partition chunks processed
+    dead_letters: int = 0  # records that failed decoding or validation
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    first_fix_at: float | None = None  # wall clock of the first chunk processed
+
+
+def time_bounds_ms(settings: WorkerSettings, now_s: float | None = None) -> tuple[int, int]:
+    """Plausible event times right now; (-2**62, 2**62) where a bound is off."""
+    now_s = time.time() if now_s is None else now_s
+    lo = -(2**62) if settings.max_age_s is None else int((now_s - settings.max_age_s) * 1000)
+    hi = 2**62 if settings.max_future_s is None else int((now_s + settings.max_future_s) * 1000)
+    return lo, hi
+
+
+# (fixes, seconds of work, seconds from the oldest record's timestamp to now)
+BatchHook = Callable[[int, float, float | None], None]
+
+
+class Stage1Consumer:
+    """Runs stage 1 until :meth:`stop`."""
+
+    def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, client_kwargs: dict | None = None) -> None:
+        self.settings = settings
+        self.runtime = DwellRuntime(settings, hotspots, self._send)
+        self.stats = IngestStats()
+        self.on_batch: BatchHook | None = None
+        self.ready = False  # the group has given this consumer its partitions
+        self._client_kwargs = client_kwargs or {}
+        self._stopping = asyncio.Event()
+        # Chunks and rebalances take turns: a revoked partition is
+        # checkpointed after the chunk in hand, never in the middle of it.
+        self._lock = asyncio.Lock()
+        self._checkpointed_offset: dict[int, int] = {}
+        self._last_checkpoint = time.monotonic()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.batches: BatchedSender | None = None
+        self.store: CheckpointStore | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        s = self.settings
+        common = dict(bootstrap_servers=s.brokers, **self._client_kwargs)
+        self.producer = AIOKafkaProducer(linger_ms=s.producer_linger_ms, max_request_size=4 << 20,
+                                         max_batch_size=1 << 20, acks="all", **common)
+        reader = AIOKafkaConsumer(enable_auto_commit=False, max_partition_fetch_bytes=8 << 20,
+                                  fetch_max_bytes=64 << 20, **common)
+        self.consumer = AIOKafkaConsumer(
+            group_id=f"{s.app_id}-stage1", enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_max_wait_ms, max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20,
+            # Joining a group on the embedded broker takes half the session timeout.
+            session_timeout_ms=6_000, heartbeat_interval_ms=1_000, **common)
+        await self.producer.start()
+        await reader.start()
+        try:
+            self.batches = BatchedSender(self.producer)
+            self.runtime.set_partition_counts({kind: len(await self.producer.partitions_for(s.topic(kind)))
+                                               for kind in ("dwell-intervals", "patrol-events")})
+            self.store = CheckpointStore(KafkaCheckpointLog(s.topic("officer-checkpoints"), self.producer, reader))
+            await self.consumer.start()
+            self.consumer.subscribe([s.topic("location-fixes")], listener=_Rebalance(self))
+            try:
+                await self._loop()
+            finally:
+                async with self._lock:
+                    await self._checkpoint_safely(list(self.runtime.trackers), "shutdown")
+                await self.consumer.stop()
+        finally:
+            await reader.stop()
+            await self.producer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _loop(self) -> None:
+        s = self.settings
+        while not self._stopping.is_set():
+            records = await self.consumer.getmany(timeout_ms=100, max_records=s.ingest_max_records)
+            self.ready = bool(self.consumer.assignment())
+            async with self._lock:
+                if records:
+                    await self._process(records)
+                if time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_s:
+                    await self._checkpoint(list(self.runtime.trackers))
+
+    # -- chunks -----------------------------------------------------------------------
+
+    async def _send(self, topic, key, value, partition, headers):
+        if partition is None:  # a dead letter (rare): the producer's partitioner, as for the input
+            return await self.producer.send(topic, value=value, key=key, headers=headers)
+        self.runtime.add_inflight(await self.batches.add(topic, partition, key, value, headers))
+        return None
+
+    async def _flush_batches(self) -> None:
+        self.runtime.add_inflight(await self.batches.flush())
+
+    async def _process(self, records) -> None:
+        s = self.settings
+        lo, hi = time_bounds_ms(s)
+        runtime = self.runtime
+        if self.stats.first_fix_at is None:
+            self.stats.first_fix_at = time.time()
+        for tp, msgs in records.items():
+            tracker = runtime.trackers.get(tp.partition)
+            if tracker is None:
+                continue  # revoked since the fetch: the new owner reads these
+            started = time.perf_counter()
+            batch, bad, reason = build_batch(tp.partition, [m.offset for m in msgs], [m.value or b"" for m in msgs],
+                                             time_min_ms=lo, time_max_ms=hi)
+            await self._dead_letter(tp.partition, msgs, bad, reason)
+            if len(batch):
+                await runtime.handle(tracker, batch)
+            elif msgs[-1].offset > tracker.last_offset:
+                tracker.last_offset = msgs[-1].offset  # a chunk of bad records only: read past it
+            await runtime.close_day_if_due(tracker)
+            await runtime.send_visit_batches(tracker)
+            self.stats.records += len(msgs)
+            self.stats.batches += 1
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - started, time.time() - msgs[0].timestamp / 1000.0)
+        await self._flush_batches()
+
+    async def _dead_letter(self, partition, msgs, bad, reason) -> None:
+        if not len(bad):
+            return
+        source = self.settings.topic("location-fixes")
+        topic = self.settings.topic("location-fixes-dead-letter")
+        reasons = self.stats.dead_letter_reasons
+        for i, code in zip(bad.tolist(), reason.tolist()):
+            m = msgs[i]
+            name = REASON_NAMES[code]
+            await self.runtime.send(topic, m.key, m.value, None, dead_letter_headers(name, source, partition, m.offset))
+            reasons[name] = reasons.get(name, 0) + 1
+        self.stats.dead_letters += len(bad)
+
+    # -- checkpoints and rebalances ---------------------------------------------------
+
+    async def _checkpoint(self, partitions: list[int]) -> None:
+        """Checkpoint the partitions that moved since their last checkpoint, then commit their offsets."""
+        self._last_checkpoint = time.monotonic()
+        runtime = self.runtime
+        moved = [p for p in partitions if p in runtime.trackers
+                 and runtime.trackers[p].last_offset != self._checkpointed_offset.get(p)]
+        if not moved:
+            return
+        await self._flush_batches()
+        await runtime.flush_outputs()  # a checkpoint never includes an output that was lost
+        for p in moved:
+            tracker = runtime.trackers[p]
+            await self.store.write(p, tracker.snapshot(), tracker.last_offset)
+            self._checkpointed_offset[p] = tracker.last_offset
+            runtime.stats.checkpoints += 1
+            runtime.mark_checkpoint(tracker)
+            await runtime.send_visit_batches(tracker)
+        await self._flush_batches()
+        topic = self.settings.topic("location-fixes")
+        offsets = {TopicPartition(topic, p): runtime.trackers[p].last_offset + 1 for p in moved
+                   if runtime.trackers[p].last_offset >= 0}
+        if offsets:
+            try:
+                # Offsets only show the group's lag: restores seek to the checkpoint itself.
+                await self.consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                log.warning("stage-1 offset commit failed (%s); the checkpoints are written", exc)
+
+    async def _checkpoint_safely(self, partitions: list[int], why: str) -> None:
+        try:
+            await self._checkpoint(partitions)
+        except Exception:  # the previous checkpoint still stands; the next owner replays from it
+            log.exception("stage-1 checkpoint on %s failed", why)
+
+    async def on_revoked(self, revoked) -> None:
+        topic = self.settings.topic("location-fixes")
+        async with self._lock:
+            partitions = [tp.partition for tp in revoked if tp.topic == topic]
+            await self._checkpoint_safely([p for p in partitions if p in self.runtime.trackers], "revoke")
+            self.runtime.forget(partitions)
+            for p in partitions:
+                self._checkpointed_offset.pop(p, None)
+            self.ready = False
+
+    async def on_assigned(self, assigned) -> None:
+        topic = self.settings.topic("location-fixes")
+        async with self._lock:
+            for tp in assigned:
+                if tp.topic != topic or tp.partition in self.runtime.trackers:
+                    continue
+                checkpoint = await self.store.load(tp.partition)
+                if checkpoint is None:
+                    tracker = self.runtime.new_tracker(tp.partition)
+                    self.consumer.seek_to_beginning(tp)
+                else:
+                    tracker = self.runtime.restore_tracker(checkpoint.data)
+                    log.info("partition %d restored from checkpoint at input offset %d", tp.partition,
+                             tracker.last_offset)
+                    self.consumer.seek(tp, tracker.last_offset + 1)
+                self._checkpointed_offset[tp.partition] = tracker.last_offset
+                self.runtime.trackers[tp.partition] = tracker
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: Stage1Consumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.owner.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.owner.on_assigned(assigned)
