@@ -314,3 +314,20 @@ def hash_spans(buf: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     out = np.empty(offsets.shape[0] - 1, np.uint64)
     _hash_spans_kernel(buf, offsets, out)
     return out
+
+
+@njit(**JIT_OPTIONS)
+def _hash_ranges_kernel(buf, start, end, out):
+    for i in range(start.shape[0]):
+        out[i] = fnv1a64(buf, start[i], end[i])
+
+
+def hash_ranges(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """FNV-1a 64 of ``buf[start[i]:end[i]]`` for each i (ids where they lie in a chunk of records)."""
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    end = np.ascontiguousarray(end, dtype=np.int64)
+    if start.shape != end.shape or (start.size and (start.min() < 0 or end.max() > buf.shape[0])):
+        raise ValueError("ranges must lie inside buf")
+    out = np.empty(start.shape[0], np.uint64)
+    _hash_ranges_kernel(np.ascontiguousarray(buf, dtype=np.uint8), start, end, out)
+    return out

@@ -65,7 +65,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
         producer_linger=0.005,
         producer_max_request_size=4 << 20,
     )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_max_wait_ms = settings.stage2_fetch_max_wait_ms
     app.dwell_settings = settings
     app.hotspots = hs
 

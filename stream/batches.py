@@ -2,7 +2,8 @@
 
 Stage 1 turns each partition's chunk from ``getmany`` into one
 :class:`FixBatch` (:func:`build_batch`): the valid fixes as columns for the
-kernels, the rest named with their reason for the dead-letter topic.
+kernels, the rest named with their reason for the dead-letter topic. No
+Python object is made per record on the common path.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.textparse import hash_spans
-from stream.fixes import check_values
+from kernels.jsonscan import FALLBACK, scan_fix_records
+from kernels.textparse import hash_ranges
+from stream.fixes import MAX_ID_CHARS, check_values
 from stream.jsonfix import decode_records
 
 
@@ -21,10 +23,12 @@ from stream.jsonfix import decode_records
 class FixBatch:
     """Valid fixes of one input partition chunk, in arrival (offset) order.
 
-    ``officer_start/end`` index ``ids_blob`` (each distinct id stored once);
-    ``raw_blob[raw_offsets[i]:raw_offsets[i + 1]]`` is fix i's original
-    message value, kept so a later rejection (late, impossible speed) can
-    still be dead-lettered with the bytes that arrived.
+    ``blob`` holds the chunk's record values back to back (and, after them,
+    ids the careful decoder had to unescape); ``blob[officer_start[i]:
+    officer_end[i]]`` is fix i's officer id and ``blob[value_start[i]:
+    value_end[i]]`` its original message value, kept so that a later
+    rejection (late, impossible speed) can still be dead-lettered with the
+    bytes that arrived.
     """
 
     partition: int
@@ -38,20 +42,27 @@ class FixBatch:
     lat: np.ndarray
     lon: np.ndarray
     accuracy_m: np.ndarray
-    raw_offsets: np.ndarray
-    ids_blob: np.ndarray
-    raw_blob: np.ndarray
+    value_start: np.ndarray
+    value_end: np.ndarray
+    blob: np.ndarray
 
     def __len__(self) -> int:
         return int(self.offset.shape[0])
 
     def raw_value(self, i: int) -> bytes:
-        return self.raw_blob[self.raw_offsets[i]:self.raw_offsets[i + 1]].tobytes()
+        return self.blob[self.value_start[i]:self.value_end[i]].tobytes()
+
+    def officer_id_bytes(self, i: int) -> bytes:
+        return self.blob[self.officer_start[i]:self.officer_end[i]].tobytes()
 
 
 def build_batch(partition: int, offsets: Sequence[int], values: Sequence[bytes], *, time_min_ms: int,
                 time_max_ms: int) -> tuple[FixBatch, np.ndarray, np.ndarray]:
     """Decode and validate one chunk of raw ``location-fixes`` values.
+
+    The numba scanner (:mod:`kernels.jsonscan`) decodes the common shape of
+    record in one call; the records it leaves go through msgspec one by one,
+    with the same results a replay gets.
 
     Returns
     -------
@@ -63,44 +74,48 @@ def build_batch(partition: int, offsets: Sequence[int], values: Sequence[bytes],
         Their ``kernels.reasons`` codes, for the dead-letter topic.
     """
     n = len(values)
-    dec = decode_records(values)
-    ok = np.flatnonzero(dec.status == 0)
-    status = dec.status.copy()
-    status[ok] = check_values(dec.ts_ms[ok], dec.lat[ok], dec.lon[ok], dec.accuracy_m[ok],
-                              time_min_ms=time_min_ms, time_max_ms=time_max_ms)
+    bounds = np.zeros(n + 1, np.int64)
+    if n:
+        np.cumsum(np.fromiter(map(len, values), np.int64, n), out=bounds[1:])
+    blob = np.frombuffer(b"".join(values), np.uint8)
+    id_span, ts_ms, lat, lon, acc, status = scan_fix_records(blob, bounds, MAX_ID_CHARS)
+    careful = np.flatnonzero(status == FALLBACK)
+    if careful.size:
+        dec = decode_records([values[i] for i in careful])
+        status[careful] = dec.status
+        ts_ms[careful] = dec.ts_ms
+        lat[careful] = dec.lat
+        lon[careful] = dec.lon
+        acc[careful] = dec.accuracy_m
+        # Their ids (unescaped, trimmed) go after the values.
+        ok = np.flatnonzero(dec.status == 0)
+        encoded = [dec.officer_ids[j].encode("utf-8") for j in ok.tolist()]
+        if encoded:
+            ends = blob.shape[0] + np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)))
+            id_span[careful[ok], 1] = ends
+            id_span[careful[ok], 0] = ends - np.fromiter(map(len, encoded), np.int64, len(encoded))
+            blob = np.concatenate([blob, np.frombuffer(b"".join(encoded), np.uint8)])
+    ok = np.flatnonzero(status == 0)
+    status[ok] = check_values(ts_ms[ok], lat[ok], lon[ok], acc[ok], time_min_ms=time_min_ms,
+                              time_max_ms=time_max_ms)
     good = np.flatnonzero(status == 0)
-    # Each distinct officer id once in the blob; rows point at their span.
-    ids = [dec.officer_ids[i] for i in good]
-    distinct = {}
-    for officer in ids:
-        distinct.setdefault(officer, len(distinct))
-    encoded = [o.encode("utf-8") for o in distinct]
-    id_offsets = np.zeros(len(encoded) + 1, np.int64)
-    if encoded:
-        np.cumsum([len(e) for e in encoded], out=id_offsets[1:])
-    blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    which = np.fromiter((distinct[o] for o in ids), dtype=np.int64, count=len(ids))
-    id_hash = hash_spans(blob, id_offsets)
-    raw = [values[i] for i in good]
-    raw_offsets = np.zeros(len(raw) + 1, np.int64)
-    if raw:
-        np.cumsum([len(r) for r in raw], out=raw_offsets[1:])
+    start, end = id_span[good, 0], id_span[good, 1]
     offs = np.asarray(offsets, dtype=np.int64)
     batch = FixBatch(
         partition=int(partition),
         first_offset=int(offs[0]) if n else -1,
         last_offset=int(offs[-1]) if n else -1,
         offset=offs[good],
-        officer_hash=id_hash[which],
-        officer_start=id_offsets[:-1][which],
-        officer_end=id_offsets[1:][which],
-        ts_ms=dec.ts_ms[good],
-        lat=dec.lat[good],
-        lon=dec.lon[good],
-        accuracy_m=dec.accuracy_m[good],
-        raw_offsets=raw_offsets,
-        ids_blob=blob,
-        raw_blob=np.frombuffer(b"".join(raw), dtype=np.uint8),
+        officer_hash=hash_ranges(blob, start, end),
+        officer_start=start,
+        officer_end=end,
+        ts_ms=ts_ms[good],
+        lat=lat[good],
+        lon=lon[good],
+        accuracy_m=acc[good],
+        value_start=bounds[:-1][good],
+        value_end=bounds[1:][good],
+        blob=blob,
     )
     bad = np.flatnonzero(status != 0)
     return batch, bad.astype(np.int64), status[bad]

@@ -173,7 +173,7 @@ class DwellRuntime:
             i = int(np.searchsorted(batch.offset, offset))
             if i < len(batch) and batch.offset[i] == offset:
                 value = batch.raw_value(i)
-                key = batch.ids_blob[batch.officer_start[i]:batch.officer_end[i]].tobytes()
+                key = batch.officer_id_bytes(i)
             else:  # not in this batch (held in the reorder buffer): rebuild it
                 value, key = json.dumps({"source_offset": offset}).encode(), None
             await self.send(self.settings.topic("location-fixes-dead-letter"), key, value, None,

@@ -157,12 +157,11 @@ class OfficerRegistry:
         codes[known] = self._hash_codes[pos[known]]
         new = np.flatnonzero(~known)
         if new.size:
-            raw = buf.tobytes()
             added = []
             for j in new:
                 r = first[j]
                 try:
-                    officer = raw[start[r]:end[r]].decode("utf-8")
+                    officer = buf[start[r]:end[r]].tobytes().decode("utf-8")
                 except UnicodeDecodeError:
                     codes[j] = -1
                     continue

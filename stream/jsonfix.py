@@ -146,6 +146,9 @@ def _decode_each(values: Sequence[bytes]) -> DecodedRecords:
             out.ts_ms[i] = ts if -(2**62) < ts < 2**62 else 0
             if not -(2**62) < ts < 2**62:
                 out.status[i] = reasons.BAD_TIME
+        elif not ts.strip():
+            out.status[i] = reasons.MISSING_FIELD  # as an empty CSV field
+            continue
         else:
             ts_text[i] = ts.encode("utf-8", "replace")
         out.lat[i] = rec.lat

@@ -63,14 +63,31 @@ class PolicingCalendar:
         local = dt.datetime.combine(day, clock, tzinfo=self.zone)
         return int(local.timestamp()) * _MS
 
+    @cached_property
+    def _memo(self) -> dict:
+        # day -> start ms, and the last day looked up as [start ms, end ms, day]:
+        # streams ask about the same day over and over.
+        return {"starts": {}, "last": None}
+
     def day_start_ms(self, day: dt.date) -> int:
-        return self.local_instant_ms(day, self.start_clock)
+        starts = self._memo["starts"]
+        ms = starts.get(day)
+        if ms is None:
+            ms = starts[day] = self.local_instant_ms(day, self.start_clock)
+        return ms
 
     def day_of_ms(self, ts_ms: int) -> dt.date:
         """The policing day an instant belongs to."""
+        last = self._memo["last"]
+        if last is not None and last[0] <= ts_ms < last[1]:
+            return last[2]
         local = dt.datetime.fromtimestamp(ts_ms / _MS, tz=self.zone)
         day = local.date()
-        return day if local.time() >= self.start_clock else day - dt.timedelta(days=1)
+        day = day if local.time() >= self.start_clock else day - dt.timedelta(days=1)
+        lo, hi = self.day_start_ms(day), self.day_start_ms(day + dt.timedelta(days=1))
+        if lo <= ts_ms < hi:  # (not so only for a day start inside a DST gap: then no memo)
+            self._memo["last"] = (lo, hi, day)
+        return day
 
     def day_bounds_ms(self, first: dt.date, last: dt.date) -> tuple[list[dt.date], np.ndarray]:
         """Days ``first..last`` and their boundaries (``n + 1`` instants, ms)."""

@@ -44,6 +44,9 @@ class WorkerSettings:
     ingest_max_records: int = 20_000
     fetch_max_wait_ms: int = 5
     producer_linger_ms: int = 2
+    # Stage 2 (Faust) gets one message per chunk of stage 1 and its outputs are
+    # not latency-critical: a longer wait spares a fetch request every 5 ms.
+    stage2_fetch_max_wait_ms: int = 50
     checkpoint_interval_s: float = 2.0
     metrics_refresh_s: float = 2.0  # how often the per-hot-spot series are rebuilt for scrapes
     # Event-time bounds relative to the wall clock; None turns the check off

@@ -68,7 +68,7 @@ class OfficerTracker:
         idx = np.flatnonzero(fresh)
         if idx.size == 0:
             return TrackerOutput(Visits.empty(), Rejects.empty(), skipped)
-        officer = self.registry.codes_of_hashes(batch.officer_hash[idx], batch.ids_blob,
+        officer = self.registry.codes_of_hashes(batch.officer_hash[idx], batch.blob,
                                                 batch.officer_start[idx], batch.officer_end[idx])
         fixes = FixColumns(batch.offset[idx], officer, batch.ts_ms[idx], batch.lat[idx], batch.lon[idx],
                            batch.accuracy_m[idx])

@@ -68,13 +68,21 @@ def rfc3339_utc(ts_ms: np.ndarray) -> np.ndarray:
     return np.char.add(text.astype(str), "Z") if ts_ms.size else np.empty(0, dtype=str)
 
 
+_NAMESPACE_SHA1: dict[uuid.UUID, object] = {}
+# The RFC 4122 variant bits (10xx) set in the hex digit that holds them.
+_VARIANT_DIGIT = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
+
+
 def uuid5_text(name: str, namespace: uuid.UUID = EVENT_NAMESPACE) -> str:
-    """``str(uuid.uuid5(namespace, name))``, without building UUID objects (a third of the cost per event)."""
-    h = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50  # version 5
-    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    """``str(uuid.uuid5(namespace, name))``, without building UUID objects (a third of the cost per event)
+    and with the namespace's hash state computed once."""
+    base = _NAMESPACE_SHA1.get(namespace)
+    if base is None:
+        base = _NAMESPACE_SHA1[namespace] = hashlib.sha1(namespace.bytes)
+    h = base.copy()
+    h.update(name.encode())
+    x = h.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 def patrol_event_id(officer_id: str, hotspot_id: str, start_ms: int) -> str:
