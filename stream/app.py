@@ -116,8 +116,9 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 # A record this engine did not write: skipped, logged, never a crash.
                 log.error("visit-batches partition %d offset %d: unreadable: %r", q, event.message.offset, exc)
             else:
-                for hotspot_id, duration_s in applied.visits:
-                    metrics.visit_counted(hotspot_id, duration_s, duration_s >= model.min_patrol_s)
+                if applied.visits:
+                    ids, seconds = zip(*applied.visits)
+                    metrics.visits_counted(ids, seconds, [d >= model.min_patrol_s for d in seconds])
                 for day in applied.days_seen:
                     board.saw_day(day)
                 for day, rows in applied.closed:

@@ -35,6 +35,7 @@ from stream.policing_day import PolicingCalendar
 from stream.schedule import Schedule
 from stream.tables import HOTSPOT_DAY_COLUMNS, Table, rfc3339_utc, uuid5_text
 
+_ONE_DAY = dt.timedelta(days=1)
 DOSAGE_MET = "hotspot.dosage_met"
 DAY_CLOSED = "hotspot.day_closed"
 
@@ -220,6 +221,7 @@ class PartitionPresence:
         closed = set(self.marks.get("closed", ()))
         min_patrol_ms = self.model.min_patrol_s * 1000.0
         cal = self.model.calendar
+        iso_of: dict[dt.date, str] = {}
         for item in batch.items:
             if item[0] == "v":
                 _, vid, hotspot_id, start, end = item
@@ -227,8 +229,14 @@ class PartitionPresence:
                     out.skipped += 1  # re-sent after a stage-1 restart: applied already
                     continue
                 seen.add(vid)
-                for k, day in enumerate(self.model.days_of(start, end)):
-                    iso = day.isoformat()
+                first = cal.day_of_ms(start)
+                first_end = cal.day_start_ms(first + _ONE_DAY)
+                # Most visits lie within one policing day.
+                days = (first,) if end < first_end else self.model.days_of(start, end)
+                for k, day in enumerate(days):
+                    iso = iso_of.get(day)
+                    if iso is None:
+                        iso = iso_of[day] = day.isoformat()
                     if iso in closed:
                         out.late_visits += 1
                         continue
@@ -237,7 +245,7 @@ class PartitionPresence:
                     if hd is None:
                         hd = self.days[(iso, hotspot_id)] = HotspotDay()
                     lo = max(start, cal.day_start_ms(day))
-                    hi = min(end, cal.day_start_ms(day + dt.timedelta(days=1)))
+                    hi = min(end, first_end if k == 0 else cal.day_start_ms(day + _ONE_DAY))
                     hd.visits += 1
                     hd.officer_ms += max(hi - lo, 0)
                     if hi >= lo:
