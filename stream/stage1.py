@@ -20,7 +20,7 @@ from stream.batches import FixBatch
 from stream.engine import DwellEngine, RuleSettings, Visits
 from stream.fixes import FixColumns, OfficerRegistry, Rejects
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ import gzip
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels.reasons import REASON_NAMES
 from stream.fixes import OfficerRegistry
@@ -182,3 +184,18 @@ def test_officer_ids_longer_than_64_characters_are_malformed(tmp_path):
     json_path.write_text(f'{{"officer_id": "{long_id}", "ts": 1709560800000, "lat": 52.9, "lon": -1.1}}\n')
     assert _read_all(csv_path)[2] == {2: "malformed"}
     assert _read_all(json_path)[2] == {1: "malformed"}
+
+
+@settings(max_examples=50, deadline=None)
+@given(batches=st.lists(st.lists(st.text(min_size=1, max_size=4), max_size=300), max_size=12))
+def test_registry_codes_follow_first_appearance_through_table_growth(batches):
+    reg = OfficerRegistry()
+    want: dict[str, int] = {}
+    for ids in batches:
+        got = reg.codes_of(ids)
+        for officer in ids:
+            want.setdefault(officer, len(want))
+        assert got.tolist() == [want[o] for o in ids]
+    assert len(reg) == len(want) and [reg.id_of(c) for c in range(len(want))] == list(want)
+    restored = OfficerRegistry.from_state(reg.export_state())
+    assert restored.codes_of(list(want)).tolist() == list(range(len(want)))
