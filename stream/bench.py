@@ -232,11 +232,13 @@ async def _wait_for_visits(bootstrap: str, prefix: str, want: int, procs: list[W
     await consumer.start()
     try:
         started = time.monotonic()
-        while not consumer.partitions_for_topic(topic) and time.monotonic() - started < 60:
-            await consumer._client.force_metadata_update()  # the workers create the topic
+        while topic not in await consumer.topics():  # the workers create it
+            if time.monotonic() - started > 60:
+                raise RuntimeError(f"{topic} was not created within 60 s; logs in {workdir}")
             await asyncio.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
         seen: dict[str, tuple] = {}
         last_ms = 0
         ends, still_since = None, time.monotonic()

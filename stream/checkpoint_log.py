@@ -87,8 +87,9 @@ class CheckpointStore:
         for i in range(len(pieces), self._pieces.get((partition, gen), 0)):
             pending.append(await self.log.append(partition, piece_key(partition, gen, i), None))
         offsets = [await p for p in pending][:len(pieces)]
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())  # off the event loop
         manifest = {"generation": gen, "offsets": offsets, "bytes": len(data), "input_offset": int(input_offset),
-                    "sha256": hashlib.sha256(data).hexdigest()}
+                    "sha256": digest}
         await (await self.log.append(partition, manifest_key(partition), json.dumps(manifest).encode()))
         self._generation[partition] = gen
         self._pieces[(partition, gen)] = len(pieces)

@@ -95,6 +95,11 @@ class DwellRuntime:
             self.trackers.pop(p, None)
         self._outbox = {}
 
+    def take_inflight(self) -> list:
+        """The delivery futures of every output sent so far (the caller waits for them)."""
+        inflight, self._inflight = self._inflight, []
+        return inflight
+
     async def flush_outputs(self) -> None:
         """Wait until every output sent so far is acknowledged (raises if one failed)."""
         inflight, self._inflight = self._inflight, []

@@ -10,7 +10,8 @@ consumer checkpoints to the ``officer-checkpoints`` topic.
 
 from __future__ import annotations
 
-import io
+import json
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +111,8 @@ class OfficerTracker:
 
     # -- checkpoints -------------------------------------------------------------
 
-    def snapshot(self) -> bytes:
-        """The whole state as bytes (numpy ``.npz``, no pickles)."""
+    def snapshot_arrays(self) -> dict[str, np.ndarray]:
+        """The whole state as named arrays, copied (the engine's own arrays change in place)."""
         none = -(2**63)
         arrays = {"version": np.array([SNAPSHOT_VERSION]), "partition": np.array([self.partition]),
                   "last_offset": np.array([self.last_offset]),
@@ -119,16 +120,17 @@ class OfficerTracker:
                                         (self.min_event_ms, self.max_event_ms, self.next_day_close_ms,
                                          self.released_for_ms)], np.int64)}
         arrays["visit_days"] = np.array(sorted(self.visit_days), dtype="U10")
-        arrays.update(self.registry.export_state())
-        arrays.update(self.engine.export_state())
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        arrays.update(self.registry.export_state())  # copies already
+        arrays.update({k: v.copy() for k, v in self.engine.export_state().items()})
+        return arrays
+
+    def snapshot(self) -> bytes:
+        """The whole state as bytes (:func:`encode_arrays`, no pickles)."""
+        return encode_arrays(self.snapshot_arrays())
 
     @classmethod
     def restore(cls, data: bytes, hotspots: HotspotSet, rules: RuleSettings) -> "OfficerTracker":
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = decode_arrays(data)
         if int(arrays["version"][0]) != SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {int(arrays['version'][0])} is not {SNAPSHOT_VERSION}")
         tracker = cls(hotspots, rules, int(arrays["partition"][0]))
@@ -139,3 +141,42 @@ class OfficerTracker:
         tracker.registry = OfficerRegistry.from_state(arrays)
         tracker.engine.import_state(arrays)
         return tracker
+
+
+_MAGIC = b"HDS2"
+_HEAD = struct.Struct("<4sI")
+
+
+def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    """Named arrays as one byte string: magic, a JSON table of (name, dtype, shape), the raw data.
+
+    Plain numeric and fixed-width text dtypes only (no objects, so no pickles);
+    cheaper than ``.npz``, whose zip layer copies everything once more.
+    """
+    table, parts = [], []
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        if a.dtype.hasobject:
+            raise TypeError(f"array {name!r} holds Python objects")
+        table.append([name, a.dtype.str, list(a.shape)])
+        parts.append(a.data)
+    head = json.dumps(table).encode()
+    return b"".join([_HEAD.pack(_MAGIC, len(head)), head, *parts])
+
+
+def decode_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of :func:`encode_arrays` (copies, so they can change in place)."""
+    if len(data) < _HEAD.size or data[:4] != _MAGIC:
+        raise ValueError("not an officer-state snapshot (bad magic)")
+    _, n = _HEAD.unpack_from(data, 0)
+    pos = _HEAD.size + n
+    out = {}
+    for name, dtype, shape in json.loads(data[_HEAD.size:pos]):
+        dt = np.dtype(dtype)
+        size = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        if pos + size > len(data):
+            raise ValueError(f"snapshot truncated in array {name!r}")
+        out[name] = np.frombuffer(data, dt, count=size // dt.itemsize if dt.itemsize else 0,
+                                  offset=pos).reshape(shape).copy()
+        pos += size
+    return out

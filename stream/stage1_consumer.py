@@ -9,10 +9,13 @@ intermediate topic, no second consumer, no re-encoding.
 
 Exactly-once state, at-least-once outputs with stable ids:
 
-- every ``checkpoint_interval_s`` the worker waits for all its outputs to be
-  acknowledged, snapshots each partition that moved into
-  ``officer-checkpoints`` (:mod:`stream.checkpoint_log`), tells stage 2 (a
-  ``c`` item on ``visit-batches``) and commits the input offsets;
+- every ``checkpoint_interval_s`` the worker copies the state of each
+  partition that moved, marks the point on ``visit-batches`` (a ``c`` item,
+  so stage 2 knows what could be re-sent), and carries on; in the
+  background it waits for every output sent before the copy to be
+  acknowledged, writes the copies to ``officer-checkpoints``
+  (:mod:`stream.checkpoint_log`) and commits the input offsets. One
+  checkpoint is written at a time, and a failed one stops the worker;
 - a partition assigned to this worker is restored from its last checkpoint
   and read from the offset after it; one revoked is checkpointed first, so
   a rebalance hands state over without a replay. After a crash the new
@@ -38,6 +41,7 @@ from stream.batches import build_batch
 from stream.checkpoint_log import CheckpointStore, KafkaCheckpointLog
 from stream.dwell_runtime import DwellRuntime
 from stream.events import dead_letter_headers
+from stream.stage1 import encode_arrays
 from stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -78,8 +82,9 @@ class Stage1Consumer:
         # Chunks and rebalances take turns: a revoked partition is
         # checkpointed after the chunk in hand, never in the middle of it.
         self._lock = asyncio.Lock()
-        self._checkpointed_offset: dict[int, int] = {}
+        self._checkpointed_offset: dict[int, int] = {}  # input offset of each partition's last snapshot
         self._last_checkpoint = time.monotonic()
+        self._writing: asyncio.Task | None = None  # the checkpoint being written
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.batches: BatchedSender | None = None
@@ -126,11 +131,14 @@ class Stage1Consumer:
         while not self._stopping.is_set():
             records = await self.consumer.getmany(timeout_ms=100, max_records=s.ingest_max_records)
             self.ready = bool(self.consumer.assignment())
+            if self._writing is not None and self._writing.done():
+                self._writing.result()  # a failed checkpoint stops the worker; its restart replays from the last
+                self._writing = None
             async with self._lock:
                 if records:
                     await self._process(records)
-                if time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_s:
-                    await self._checkpoint(list(self.runtime.trackers))
+                if self._writing is None and time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_s:
+                    self._writing = await self._start_checkpoint(list(self.runtime.trackers))
 
     # -- chunks -----------------------------------------------------------------------
 
@@ -184,33 +192,52 @@ class Stage1Consumer:
 
     # -- checkpoints and rebalances ---------------------------------------------------
 
-    async def _checkpoint(self, partitions: list[int]) -> None:
-        """Checkpoint the partitions that moved since their last checkpoint, then commit their offsets."""
+    async def _start_checkpoint(self, partitions: list[int]) -> asyncio.Task | None:
+        """Copy the state of the partitions that moved since their last snapshot, mark the point for stage 2,
+        and write the copies in the background; returns that task (None if nothing moved)."""
         self._last_checkpoint = time.monotonic()
         runtime = self.runtime
         moved = [p for p in partitions if p in runtime.trackers
                  and runtime.trackers[p].last_offset != self._checkpointed_offset.get(p)]
         if not moved:
-            return
+            return None
         await self._flush_batches()
-        await runtime.flush_outputs()  # a checkpoint never includes an output that was lost
+        outputs = runtime.take_inflight()  # a checkpoint never includes an output that was lost
+        copies = []
         for p in moved:
             tracker = runtime.trackers[p]
-            await self.store.write(p, tracker.snapshot(), tracker.last_offset)
+            copies.append((p, tracker.snapshot_arrays(), tracker.last_offset))
             self._checkpointed_offset[p] = tracker.last_offset
-            runtime.stats.checkpoints += 1
             runtime.mark_checkpoint(tracker)
             await runtime.send_visit_batches(tracker)
         await self._flush_batches()
+        return asyncio.create_task(self._write_checkpoints(outputs, copies))
+
+    async def _write_checkpoints(self, outputs: list, copies: list) -> None:
+        if outputs:
+            await asyncio.gather(*outputs)
+        for p, arrays, offset in copies:
+            # Encoding and hashing run beside the event loop (numpy and hashlib release the GIL).
+            data = await asyncio.to_thread(encode_arrays, arrays)
+            await self.store.write(p, data, offset)
+            self.runtime.stats.checkpoints += 1
         topic = self.settings.topic("location-fixes")
-        offsets = {TopicPartition(topic, p): runtime.trackers[p].last_offset + 1 for p in moved
-                   if runtime.trackers[p].last_offset >= 0}
+        offsets = {TopicPartition(topic, p): offset + 1 for p, _, offset in copies if offset >= 0}
         if offsets:
             try:
                 # Offsets only show the group's lag: restores seek to the checkpoint itself.
                 await self.consumer.commit(offsets)
             except (CommitFailedError, KafkaError) as exc:
                 log.warning("stage-1 offset commit failed (%s); the checkpoints are written", exc)
+
+    async def _checkpoint(self, partitions: list[int]) -> None:
+        """Checkpoint now and wait until it is written (rebalances, shutdown)."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+        task = await self._start_checkpoint(partitions)
+        if task is not None:
+            await task
 
     async def _checkpoint_safely(self, partitions: list[int], why: str) -> None:
         try:
@@ -237,7 +264,7 @@ class Stage1Consumer:
                 checkpoint = await self.store.load(tp.partition)
                 if checkpoint is None:
                     tracker = self.runtime.new_tracker(tp.partition)
-                    self.consumer.seek_to_beginning(tp)
+                    await self.consumer.seek_to_beginning(tp)
                 else:
                     tracker = self.runtime.restore_tracker(checkpoint.data)
                     log.info("partition %d restored from checkpoint at input offset %d", tp.partition,

@@ -11,11 +11,13 @@ milliseconds, so a closed day's rows equal the replay's
 :func:`stream.tables.hotspot_days_table` row for row.
 
 A visit is applied once. After a restart stage 1 re-sends what it made
-after its last checkpoint, with the same visit ids but not necessarily in
-the same messages (its chunks depend on fetch timing). So each source tells
-stage 2 when it has checkpointed (a ``c`` item), and stage 2 keeps the ids
-of the visits each source sent since its last ``c``: a visit re-sent after
-a restart is always among them. State is small (open days and those ids)
+after its last complete checkpoint, with the same visit ids but not
+necessarily in the same messages (its chunks depend on fetch timing). So
+each source marks its checkpoints in the stream (a ``c`` item, sent when the
+snapshot is taken, while it is still being written), and stage 2 keeps the
+ids of the visits each source sent since its last two marks: a source
+writes one checkpoint at a time, so the one before the last mark is
+complete, and a visit re-sent after a restart is always among those ids. State is small (open days and those ids)
 and snapshotted in a Faust table.
 """
 
@@ -210,14 +212,14 @@ class PartitionPresence:
         self.partition = partition
         self.owned = list(owned)
         self.n_sources = n_sources
-        # Source partition -> ids of the visits it sent since its last checkpoint mark.
-        self.since_checkpoint: dict[int, set[str]] = {}
+        # Source partition -> ids of the visits it sent since its mark before last, and since its last.
+        self.since_checkpoint: dict[int, tuple[set[str], set[str]]] = {}
         self.days: dict[tuple[str, str], HotspotDay] = {}  # (day iso, hotspot id)
         self.marks: dict = {}
 
     def apply(self, batch: VisitBatch) -> Applied:
         out = Applied()
-        seen = self.since_checkpoint.setdefault(batch.src, set())
+        older, seen = self.since_checkpoint.setdefault(batch.src, (set(), set()))
         closed = set(self.marks.get("closed", ()))
         min_patrol_ms = self.model.min_patrol_s * 1000.0
         cal = self.model.calendar
@@ -225,7 +227,7 @@ class PartitionPresence:
         for item in batch.items:
             if item[0] == "v":
                 _, vid, hotspot_id, start, end = item
-                if vid in seen:
+                if vid in seen or vid in older:
                     out.skipped += 1  # re-sent after a stage-1 restart: applied already
                     continue
                 seen.add(vid)
@@ -263,8 +265,9 @@ class PartitionPresence:
                     closed.add(closing.isoformat())
                     out.days_seen.add(closing)
             elif item[0] == "c":
-                # Stage 1 will never re-send what came before this mark.
-                seen.clear()
+                # Stage 1 will never re-send what came before its mark before last.
+                older, seen = seen, set()
+                self.since_checkpoint[batch.src] = (older, seen)
             else:
                 raise ValueError(f"unknown visit-batches item {item[0]!r}")
         return out
@@ -350,7 +353,7 @@ class PartitionPresence:
         return {dt.date.fromisoformat(d) for d, _ in self.days}
 
     def snapshot(self) -> bytes:
-        return json.dumps({"partition": self.partition, "since_checkpoint": {str(k): sorted(v) for k, v in self.since_checkpoint.items()},
+        return json.dumps({"partition": self.partition, "since_checkpoint": {str(k): [sorted(a), sorted(b)] for k, (a, b) in self.since_checkpoint.items()},
                            "days": [[d, h, hd.to_list()] for (d, h), hd in self.days.items()],
                            "marks": self.marks}, separators=(",", ":")).encode()
 
@@ -358,7 +361,7 @@ class PartitionPresence:
         doc = json.loads(data)
         if int(doc["partition"]) != self.partition:
             raise ValueError(f"snapshot of partition {doc['partition']} restored into {self.partition}")
-        self.since_checkpoint = {int(k): set(v) for k, v in doc["since_checkpoint"].items()}
+        self.since_checkpoint = {int(k): (set(a), set(b)) for k, (a, b) in doc["since_checkpoint"].items()}
         self.days = {(d, h): HotspotDay.from_list(v) for d, h, v in doc["days"]}
         self.marks = doc["marks"]
 
