@@ -50,17 +50,20 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small loads, for trying the benchmark out")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
     ap.add_argument("--skip", default="", help="comma-separated configuration names to leave out")
+    ap.add_argument("--only", default="", help="comma-separated configuration names to run (default: all)")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per configuration (median reported)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     work = HERE / "work" / "stream"
     runs = []
     started = time.time()
-    for cfg in [c for c in configs(args.quick) if c["name"] not in skip]:
+    only = set(filter(None, args.only.split(",")))
+    for cfg in [c for c in configs(args.quick) if c["name"] not in skip and (not only or c["name"] in only)]:
         print(f"== {cfg['name']}: {cfg['hotspots']} hot spots, {cfg['officers']:,} officers, {cfg['fixes']:,} fixes, "
               f"{cfg['workers']} worker(s)", flush=True)
         ns = Namespace(brokers=None, hotspots=cfg["hotspots"], officers=cfg["officers"], fixes=cfg["fixes"],
                        workers=cfg["workers"], partitions=4, rates=cfg["rates"], seconds=args.seconds,
-                       workdir=str(work / cfg["name"]))
+                       workdir=str(work / cfg["name"]), repeat=args.repeat)
         result = run(ns)
         t = result["throughput"]
         print(f"   engine {t['engine_fixes_per_s']:,} fixes/s, raw {t['raw_consume_fixes_per_s']:,} "
@@ -73,14 +76,21 @@ def main(argv=None) -> int:
     summary = {}
     if "officers-1000" in by and "officers-1000000" in by:
         small, big = by["officers-1000"]["throughput"], by["officers-1000000"]["throughput"]
-        grown = max(big["worker_peak_rss_bytes"]) - max(small["worker_peak_rss_bytes"])
-        summary["bytes_per_officer"] = round(grown / (big["officers"] - small["officers"]), 1)
+        added = big["officers"] - small["officers"]
+        # Resident memory after the load (the state) and at its peak (with a checkpoint's copy in flight).
+        summary["bytes_per_officer"] = round(
+            (max(big["worker_rss_bytes"]) - max(small["worker_rss_bytes"])) / added, 1)
+        summary["peak_bytes_per_officer"] = round(
+            (max(big["worker_peak_rss_bytes"]) - max(small["worker_peak_rss_bytes"])) / added, 1)
     result = {"benchmark": "stream", "runs": runs, "summary": summary, "skipped": sorted(skip), "machine": machine(),
               "seconds": round(time.time() - started)}
     RESULTS.mkdir(exist_ok=True)
     name = "stream-quick" if args.quick else "stream"
+    if only:  # a partial sweep never overwrites the full results
+        name += "-" + "-".join(sorted(only))
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    draw(runs, RESULTS / f"{name}.png")
+    if "base" in {r["name"] for r in runs}:
+        draw(runs, RESULTS / f"{name}.png")
     print(f"wrote {RESULTS / (name + '.json')} and {name}.png")
     return 0 if all(r["check"]["equal"] for r in runs) else 1
 

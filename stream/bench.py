@@ -137,12 +137,12 @@ class Worker:
     """A ``hotspot-dwell worker`` subprocess with its metrics port."""
 
     def __init__(self, bootstrap: str, prefix: str, hotspots: Path, workdir: Path, partitions: int, name: str,
-                 *extra: str) -> None:
+                 *extra: str, app_id: str | None = None) -> None:
         self.port = free_port()
         self.log = workdir / f"{name}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker", "--brokers", bootstrap, "--hotspots", str(hotspots),
-             "--topic-prefix", prefix, "--app-id", prefix.rstrip("."), "--partitions", str(partitions),
+             "--topic-prefix", prefix, "--app-id", app_id or prefix.rstrip("."), "--partitions", str(partitions),
              "--state-dir", str(workdir / f"{name}-state"), "--no-time-check", "--metrics-port", str(self.port),
              *extra],
             cwd=REPO, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
@@ -192,36 +192,67 @@ def wait_ready(workers: list[Worker], timeout_s: float = 180.0) -> None:
 
 
 def throughput(bootstrap: str, load: Load, workers: int, partitions: int, workdir: Path, prefix: str,
-               want_visits: int, progress=None) -> tuple[dict, set[tuple]]:
-    """Raw consume rate and the engine's sustained fixes/s on the same topic; the published visits."""
+               want_visits: int, repeats: int = 1, progress=None) -> tuple[dict, set[tuple]]:
+    """Raw consume rate and the engine's sustained fixes/s on the same topic, ``repeats`` times (fresh
+    workers of a new app each time, the raw rate measured just before each); the medians, every
+    repeat, and the visits the first repeat published."""
     topic = prefix + "location-fixes"
     asyncio.run(create_topics(bootstrap, [topic], partitions))
     asyncio.run(produce_all(bootstrap, topic, load.records + load.closing, progress))
     n = len(load.records) + len(load.closing)
-    raw = asyncio.run(raw_consume_rate(bootstrap, topic, n, partitions))
-    procs = [Worker(bootstrap, prefix, load.hotspots_path, workdir, partitions, f"{prefix}w{i}")
-             for i in range(workers)]
-    try:
-        wait_ready(procs)
-        cpu0 = [w.cpu_s() for w in procs]
-        visits, last_ms = asyncio.run(_wait_for_visits(bootstrap, prefix, want_visits, procs, workdir))
-        cpu = sum(w.cpu_s() - c for w, c in zip(procs, cpu0))
-        rss = [w.rss_bytes() for w in procs]
-        peak = [w.peak_rss_bytes() for w in procs]
-        first = min(t for t in (w.metric("hotspot_dwell_first_fix_timestamp_seconds") for w in procs) if t > 0)
-    finally:
-        for w in procs:
-            w.stop()
-    seconds = last_ms / 1000.0 - first
-    engine = n / seconds
+    runs, first_visits = [], None
+    for r in range(repeats):
+        raw = asyncio.run(raw_consume_rate(bootstrap, topic, n, partitions))
+        app_id = f"{prefix.rstrip('.')}-r{r}"
+        start = asyncio.run(_end_offsets(bootstrap, prefix + "dwell-intervals"))
+        procs = [Worker(bootstrap, prefix, load.hotspots_path, workdir, partitions, f"{prefix}r{r}w{i}", app_id=app_id)
+                 for i in range(workers)]
+        try:
+            wait_ready(procs)
+            cpu0 = [w.cpu_s() for w in procs]
+            visits, last_ms = asyncio.run(_wait_for_visits(bootstrap, prefix, want_visits, procs, workdir, start))
+            cpu = sum(w.cpu_s() - c for w, c in zip(procs, cpu0))
+            rss = [w.rss_bytes() for w in procs]
+            peak = [w.peak_rss_bytes() for w in procs]
+            first = min(t for t in (w.metric("hotspot_dwell_first_fix_timestamp_seconds") for w in procs) if t > 0)
+        finally:
+            for w in procs:
+                w.stop()
+        seconds = last_ms / 1000.0 - first
+        runs.append({"raw_consume_fixes_per_s": round(raw), "engine_fixes_per_s": round(n / seconds),
+                     "engine_over_raw": round(n / seconds / raw, 4), "seconds": round(seconds, 2),
+                     "worker_cpu_s": round(cpu, 2), "worker_rss_bytes": rss, "worker_peak_rss_bytes": peak,
+                     "visits_equal_first": first_visits is None or visits == first_visits})
+        first_visits = visits if first_visits is None else first_visits
+    med = {k: float(np.median([run[k] for run in runs])) for k in ("raw_consume_fixes_per_s", "engine_fixes_per_s",
+                                                                    "engine_over_raw", "seconds", "worker_cpu_s")}
     return {"fixes": n, "officers": load.officers, "hotspots": len(load.hotspots), "workers": workers,
-            "partitions": partitions, "raw_consume_fixes_per_s": round(raw), "engine_fixes_per_s": round(engine),
-            "engine_over_raw": round(engine / raw, 4), "seconds": round(seconds, 2),
-            "worker_cpu_s": round(cpu, 2), "worker_rss_bytes": rss, "worker_peak_rss_bytes": peak}, visits
+            "partitions": partitions, "repeats": repeats, "raw_consume_fixes_per_s": round(med["raw_consume_fixes_per_s"]),
+            "engine_fixes_per_s": round(med["engine_fixes_per_s"]), "engine_over_raw": round(med["engine_over_raw"], 4),
+            "seconds": med["seconds"], "worker_cpu_s": med["worker_cpu_s"],
+            "worker_rss_bytes": max(runs, key=lambda x: max(x["worker_rss_bytes"]))["worker_rss_bytes"],
+            "worker_peak_rss_bytes": max(runs, key=lambda x: max(x["worker_peak_rss_bytes"]))["worker_peak_rss_bytes"],
+            "runs": runs}, first_visits
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> end offset of ``topic`` now ({} if it does not exist yet)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return {}
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        return {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
 
 
 async def _wait_for_visits(bootstrap: str, prefix: str, want: int, procs: list[Worker], workdir: Path,
-                           quiet_s: float = 2.0, timeout_s: float = 1800.0) -> tuple[set[tuple], int]:
+                           start: dict[int, int], quiet_s: float = 2.0,
+                           timeout_s: float = 1800.0) -> tuple[set[tuple], int]:
     """Wait until ``dwell-intervals`` holds ``want`` distinct closed visits; returns them and the broker
     timestamp (ms) of the last record. While the workers run only end offsets are polled (cheap); the
     topic is read once they have been still for ``quiet_s``."""
@@ -238,7 +269,8 @@ async def _wait_for_visits(bootstrap: str, prefix: str, want: int, procs: list[W
             await asyncio.sleep(0.2)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        for tp in tps:  # what this run publishes, not an earlier run's
+            consumer.seek(tp, start.get(tp.partition, 0))
         seen: dict[str, tuple] = {}
         last_ms = 0
         ends, still_since = None, time.monotonic()
@@ -372,7 +404,7 @@ def run(args) -> dict:
         want = replay_visits(load, f"{tag}t.", workdir)
         with tqdm(total=len(load.records) + len(load.closing), unit="fix", desc="producing", leave=False) as bar:
             measured, got = throughput(bootstrap, load, args.workers, args.partitions, workdir, f"{tag}t.",
-                                       len(want), bar)
+                                       len(want), getattr(args, "repeat", 1), bar)
         result = {"throughput": measured,
                   "check": {"replay_visits": len(want), "stream_visits": len(got), "equal": got == want,
                             "missing": len(want - got), "extra": len(got - want)}}

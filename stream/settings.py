@@ -22,6 +22,9 @@ TOPICS = ("location-fixes", "officer-checkpoints", "visit-batches", "dwell-inter
           "location-fixes-dead-letter")
 # Topics that keep only the latest value per key.
 COMPACTED_TOPICS = ("officer-checkpoints",)
+# Between the stages of one app: named after the app id too (as Kafka Streams and
+# Faust name changelogs), so two apps on the same input never share them.
+INTERNAL_TOPICS = ("officer-checkpoints", "visit-batches")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class WorkerSettings:
     def topic(self, name: str) -> str:
         if name not in TOPICS:
             raise ValueError(f"unknown topic {name!r}")
+        if name in INTERNAL_TOPICS:
+            return f"{self.topic_prefix}{self.app_id}-{name}"
         return f"{self.topic_prefix}{name}"
 
     def with_overrides(self, **values: Any) -> "WorkerSettings":

@@ -23,6 +23,7 @@ and snapshotted in a Faust table.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import datetime as dt
 import json
@@ -83,6 +84,53 @@ def visit_batch_messages(src: int, items: list, max_bytes: int = MAX_MESSAGE_BYT
         # Halve every oversized piece (rare: a day's close of many visits).
         pieces = [half for k, p in enumerate(pieces)
                   for half in ((p[:len(p) // 2], p[len(p) // 2:]) if k in too_big else (p,))]
+
+
+class RecentVisitIds:
+    """The visits one source sent since its mark before last, by id.
+
+    Ids are kept as the uuid's 16 bytes in sorted numpy arrays (16 bytes a
+    visit; a set of Python strings took over a hundred), one for the
+    interval since the last mark and one for the interval before it.
+    """
+
+    def __init__(self, older: np.ndarray | None = None, current: np.ndarray | None = None) -> None:
+        self.older = _NO_IDS if older is None else older
+        self.current = _NO_IDS if current is None else current
+
+    def apply(self, items: list) -> list[bool]:
+        """Per item, whether it is a visit sent before; records the new ones and moves on at each ``c``."""
+        repeated = [False] * len(items)
+        segment: list[int] = []
+        for i, item in enumerate(items + [["c"]]):
+            if item[0] == "v":
+                segment.append(i)
+            elif item[0] == "c":
+                if segment:
+                    keys = np.array([bytes.fromhex(items[j][1].replace("-", "")) for j in segment], "S16")
+                    _, first = np.unique(keys, return_index=True)
+                    again = np.isin(keys, self.older) | np.isin(keys, self.current)
+                    again[np.setdiff1d(np.arange(keys.size), first)] = True  # twice in one message
+                    for j, a in zip(segment, again.tolist()):
+                        repeated[j] = a
+                    self.current = np.union1d(self.current, keys[~again])
+                    segment = []
+                if i < len(items):
+                    self.older, self.current = self.current, _NO_IDS
+        return repeated
+
+    def __len__(self) -> int:
+        return int(self.older.size + self.current.size)
+
+    def to_json(self) -> list[str]:
+        return [base64.b64encode(a.tobytes()).decode() for a in (self.older, self.current)]
+
+    @staticmethod
+    def from_json(v: list[str]) -> "RecentVisitIds":
+        return RecentVisitIds(*(np.frombuffer(base64.b64decode(t), "S16").copy() for t in v))
+
+
+_NO_IDS = np.empty(0, "S16")
 
 
 def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources: int) -> list[dt.date]:
@@ -212,25 +260,25 @@ class PartitionPresence:
         self.partition = partition
         self.owned = list(owned)
         self.n_sources = n_sources
-        # Source partition -> ids of the visits it sent since its mark before last, and since its last.
-        self.since_checkpoint: dict[int, tuple[set[str], set[str]]] = {}
+        # Source partition -> ids of the visits it sent since its mark before last.
+        self.since_checkpoint: dict[int, RecentVisitIds] = {}
         self.days: dict[tuple[str, str], HotspotDay] = {}  # (day iso, hotspot id)
         self.marks: dict = {}
 
     def apply(self, batch: VisitBatch) -> Applied:
         out = Applied()
-        older, seen = self.since_checkpoint.setdefault(batch.src, (set(), set()))
+        recent = self.since_checkpoint.setdefault(batch.src, RecentVisitIds())
+        repeated = recent.apply(batch.items)
         closed = set(self.marks.get("closed", ()))
         min_patrol_ms = self.model.min_patrol_s * 1000.0
         cal = self.model.calendar
         iso_of: dict[dt.date, str] = {}
-        for item in batch.items:
+        for item, again in zip(batch.items, repeated):
             if item[0] == "v":
                 _, vid, hotspot_id, start, end = item
-                if vid in seen or vid in older:
+                if again:
                     out.skipped += 1  # re-sent after a stage-1 restart: applied already
                     continue
-                seen.add(vid)
                 first = cal.day_of_ms(start)
                 first_end = cal.day_start_ms(first + _ONE_DAY)
                 # Most visits lie within one policing day.
@@ -265,9 +313,7 @@ class PartitionPresence:
                     closed.add(closing.isoformat())
                     out.days_seen.add(closing)
             elif item[0] == "c":
-                # Stage 1 will never re-send what came before its mark before last.
-                older, seen = seen, set()
-                self.since_checkpoint[batch.src] = (older, seen)
+                pass  # (RecentVisitIds.apply has moved the window on)
             else:
                 raise ValueError(f"unknown visit-batches item {item[0]!r}")
         return out
@@ -353,7 +399,7 @@ class PartitionPresence:
         return {dt.date.fromisoformat(d) for d, _ in self.days}
 
     def snapshot(self) -> bytes:
-        return json.dumps({"partition": self.partition, "since_checkpoint": {str(k): [sorted(a), sorted(b)] for k, (a, b) in self.since_checkpoint.items()},
+        return json.dumps({"partition": self.partition, "since_checkpoint": {str(k): v.to_json() for k, v in self.since_checkpoint.items()},
                            "days": [[d, h, hd.to_list()] for (d, h), hd in self.days.items()],
                            "marks": self.marks}, separators=(",", ":")).encode()
 
@@ -361,7 +407,7 @@ class PartitionPresence:
         doc = json.loads(data)
         if int(doc["partition"]) != self.partition:
             raise ValueError(f"snapshot of partition {doc['partition']} restored into {self.partition}")
-        self.since_checkpoint = {int(k): (set(a), set(b)) for k, (a, b) in doc["since_checkpoint"].items()}
+        self.since_checkpoint = {int(k): RecentVisitIds.from_json(v) for k, v in doc["since_checkpoint"].items()}
         self.days = {(d, h): HotspotDay.from_list(v) for d, h, v in doc["days"]}
         self.marks = doc["marks"]
 

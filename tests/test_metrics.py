@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 import os
 import shutil
 import subprocess
@@ -23,6 +24,11 @@ from stream.stage2 import PartitionPresence, PresenceModel, VisitBatch
 
 DAY = dt.date(2024, 3, 4)
 CAL = PolicingCalendar("Europe/London", "06:00")
+
+
+def _vid(k: int) -> str:
+    """A visit id (uuid text) for test item k."""
+    return str(uuid.UUID(int=k + 1))
 
 
 def require_promtool() -> str:
@@ -74,8 +80,8 @@ def board_with_visits(model, hotspots, owned):
     board = TodayBoard(model, wall_clock_days=False)
     h0, h1 = hotspots.ids[0], hotspots.ids[1]
     state = PartitionPresence(model, 0, list(hotspots.ids), 1)
-    applied = state.apply(VisitBatch(0, [["v", "a", h0, ms(14), ms(14, 20)], ["v", "b", h1, ms(15), ms(15, 5)],
-                                            ["v", "c", h0, ms(14, 10), ms(14, 30)]]))
+    applied = state.apply(VisitBatch(0, [["v", _vid(1), h0, ms(14), ms(14, 20)], ["v", _vid(2), h1, ms(15), ms(15, 5)],
+                                            ["v", _vid(3), h0, ms(14, 10), ms(14, 30)]]))
     assert len(applied.visits) == 3
     for day in applied.days_seen:
         board.saw_day(day)

@@ -17,10 +17,11 @@ topic() {  # name, retention.ms, cleanup.policy
 # Officers' raw locations: personal data, kept only as long as a replay after
 # an outage could need them.
 topic location-fixes $((7 * DAY_MS)) delete
-topic visit-batches $((2 * DAY_MS)) delete
 topic location-fixes-dead-letter $((7 * DAY_MS)) delete
+# Internal topics are named after the app id (hotspot-dwell in the compose file).
+topic hotspot-dwell-visit-batches $((2 * DAY_MS)) delete
 # Stage 1's officer state: only the latest snapshot per partition matters.
-topic officer-checkpoints $((7 * DAY_MS)) compact
+topic hotspot-dwell-officer-checkpoints $((7 * DAY_MS)) compact
 # Visits and patrol events name officers: the evaluation period plus a margin.
 topic dwell-intervals $((90 * DAY_MS)) delete
 topic patrol-events $((400 * DAY_MS)) delete
