@@ -80,6 +80,7 @@ def main(argv=None) -> int:
         # Resident memory after the load (the state) and at its peak (with a checkpoint's copy in flight).
         summary["bytes_per_officer"] = round(
             (max(big["worker_rss_bytes"]) - max(small["worker_rss_bytes"])) / added, 1)
+        summary["state_bytes_per_officer"] = big.get("state_bytes_per_officer")
         summary["peak_bytes_per_officer"] = round(
             (max(big["worker_peak_rss_bytes"]) - max(small["worker_peak_rss_bytes"])) / added, 1)
     result = {"benchmark": "stream", "runs": runs, "summary": summary, "skipped": sorted(skip), "machine": machine(),

@@ -215,6 +215,8 @@ def throughput(bootstrap: str, load: Load, workers: int, partitions: int, workdi
             rss = [w.rss_bytes() for w in procs]
             peak = [w.peak_rss_bytes() for w in procs]
             first = min(t for t in (w.metric("hotspot_dwell_first_fix_timestamp_seconds") for w in procs) if t > 0)
+            state = sum(w.metric("hotspot_dwell_state_bytes") for w in procs)
+            tracked = sum(w.metric("hotspot_dwell_officers") for w in procs)
         finally:
             for w in procs:
                 w.stop()
@@ -222,6 +224,8 @@ def throughput(bootstrap: str, load: Load, workers: int, partitions: int, workdi
         runs.append({"raw_consume_fixes_per_s": round(raw), "engine_fixes_per_s": round(n / seconds),
                      "engine_over_raw": round(n / seconds / raw, 4), "seconds": round(seconds, 2),
                      "worker_cpu_s": round(cpu, 2), "worker_rss_bytes": rss, "worker_peak_rss_bytes": peak,
+                     "state_bytes": int(state), "officers_tracked": int(tracked),
+                     "state_bytes_per_officer": round(state / tracked, 1) if tracked else None,
                      "visits_equal_first": first_visits is None or visits == first_visits})
         first_visits = visits if first_visits is None else first_visits
     med = {k: float(np.median([run[k] for run in runs])) for k in ("raw_consume_fixes_per_s", "engine_fixes_per_s",
@@ -232,6 +236,7 @@ def throughput(bootstrap: str, load: Load, workers: int, partitions: int, workdi
             "seconds": med["seconds"], "worker_cpu_s": med["worker_cpu_s"],
             "worker_rss_bytes": max(runs, key=lambda x: max(x["worker_rss_bytes"]))["worker_rss_bytes"],
             "worker_peak_rss_bytes": max(runs, key=lambda x: max(x["worker_peak_rss_bytes"]))["worker_peak_rss_bytes"],
+            "state_bytes_per_officer": runs[0]["state_bytes_per_officer"],
             "runs": runs}, first_visits
 
 

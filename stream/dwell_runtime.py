@@ -22,7 +22,7 @@ import numpy as np
 from geo.hotspots import HotspotSet
 from kernels import reasons
 from stream.batches import FixBatch
-from stream.engine import RuleSettings
+from stream.engine import RuleSettings, Visits
 from stream.events import dead_letter_headers, visit_events, visit_id, visit_opened_events
 from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
@@ -36,6 +36,7 @@ DEAD_LETTERED = (reasons.LATE, reasons.OUTSIDE_CRS)  # duplicates and speed reje
 DEAD_LETTERED_NAMES = frozenset(reasons.REASON_NAMES[c] for c in DEAD_LETTERED)
 
 Send = Callable[..., Awaitable]
+VISIT_SLICE = 20_000  # visits turned into events at once
 
 
 @dataclass
@@ -66,6 +67,7 @@ class DwellRuntime:
         self.stats = Stage1Stats(rejected={})
         self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
         self._inflight: list = []  # delivery futures not yet known done
+        self.drain: Callable[[], Awaitable] | None = None  # hands queued outputs over and waits for them
         # Stage 2's share of the current chunk, per stage-2 partition, in
         # order: closed visits, day marks, checkpoint marks.
         self._outbox: dict[int, list] = {}
@@ -136,7 +138,16 @@ class DwellRuntime:
             await self.send(topic, key, value, q, headers)
 
     async def _send_visits(self, tracker: OfficerTracker, visits) -> None:
-        if not len(visits.start_ms):
+        n = len(visits.start_ms)
+        if n > VISIT_SLICE:
+            # A day's close can close every open visit at once: send them a slice at a time and let
+            # each slice be delivered first, so a million visits never sit in memory as events.
+            for lo in range(0, n, VISIT_SLICE):
+                await self._send_visits(tracker, Visits(*(a[lo:lo + VISIT_SLICE] for a in visits)))
+                if self.drain is not None:
+                    await self.drain()
+            return
+        if not n:
             return
         self._note_visit_days(tracker, visits)
         officers = tracker.registry.ids_of(visits.officer)

@@ -186,6 +186,11 @@ class DwellMetrics(Collector):
         yield CounterMetricFamily(f"{n}_visits_sent", "Visits closed and sent by stage 1 (re-sends included)",
                                   value=st.visits)
         yield CounterMetricFamily(f"{n}_checkpoints", "Stage 1 checkpoints written", value=st.checkpoints)
+        trackers = list(self.runtime.trackers.values())
+        yield GaugeMetricFamily(f"{n}_officers", "Officers in the state of this worker's input partitions",
+                                value=sum(len(t.registry) for t in trackers))
+        yield GaugeMetricFamily(f"{n}_state_bytes", "Bytes of stage 1's officer state (ids, rules state, open "
+                                "visits, reorder buffer)", value=sum(t.state_bytes() for t in trackers))
         if self._newest_event_ms is not None:
             lag = GaugeMetricFamily(f"{n}_event_time_lag_seconds", "Wall clock minus the newest event time "
                                     "stage 1 has processed")

@@ -109,6 +109,12 @@ class OfficerTracker:
     def open_visits(self) -> Visits:
         return self.engine.open_visits()
 
+    def state_bytes(self) -> int:
+        """Bytes of the arrays that hold this partition's officers (ids, rules state, open visits, buffer)."""
+        reg = self.registry
+        return int(sum(a.nbytes for a in (reg._keys, reg._codes, reg._blob, reg._offsets, reg._hash_of))
+                   + sum(a.nbytes for a in self.engine.export_state().values()))
+
     # -- checkpoints -------------------------------------------------------------
 
     def snapshot_arrays(self) -> dict[str, np.ndarray]:

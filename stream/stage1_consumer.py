@@ -26,6 +26,8 @@ Exactly-once state, at-least-once outputs with stable ids:
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import time
 from collections.abc import Callable
@@ -74,6 +76,7 @@ class Stage1Consumer:
     def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, client_kwargs: dict | None = None) -> None:
         self.settings = settings
         self.runtime = DwellRuntime(settings, hotspots, self._send)
+        self.runtime.drain = self._drain
         self.stats = IngestStats()
         self.on_batch: BatchHook | None = None
         self.ready = False  # the group has given this consumer its partitions
@@ -151,6 +154,11 @@ class Stage1Consumer:
     async def _flush_batches(self) -> None:
         self.runtime.add_inflight(await self.batches.flush())
 
+    async def _drain(self) -> None:
+        await self._flush_batches()
+        await self.runtime.flush_outputs()
+        _release_free_memory()
+
     async def _process(self, records) -> None:
         s = self.settings
         lo, hi = time_bounds_ms(s)
@@ -211,6 +219,7 @@ class Stage1Consumer:
             runtime.mark_checkpoint(tracker)
             await runtime.send_visit_batches(tracker)
         await self._flush_batches()
+        _release_free_memory()
         return asyncio.create_task(self._write_checkpoints(outputs, copies))
 
     async def _write_checkpoints(self, outputs: list, copies: list) -> None:
@@ -272,6 +281,20 @@ class Stage1Consumer:
                     self.consumer.seek(tp, tracker.last_offset + 1)
                 self._checkpointed_offset[tp.partition] = tracker.last_offset
                 self.runtime.trackers[tp.partition] = tracker
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it after bursts: a day's close can make a
+    million visits' worth of short-lived objects at once)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+try:
+    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _LIBC.malloc_trim  # noqa: B018 (glibc only)
+except (OSError, AttributeError):
+    _LIBC = None
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -71,8 +71,18 @@ class FakeIngest:
                                  dead_letter_reasons={"malformed": 2, "bad_time": 1})
 
 
+class FakeTracker:
+    def __init__(self, officers, state_bytes):
+        self.registry = [None] * officers
+        self._bytes = state_bytes
+
+    def state_bytes(self):
+        return self._bytes
+
+
 class FakeRuntime:
     def __init__(self):
+        self.trackers = {0: FakeTracker(3, 1000), 2: FakeTracker(2, 500)}
         self.stats = Stage1Stats(batches=2, fixes=7, visits=4, patrols=1, rejected={"late": 1, "duplicate": 2})
 
 
@@ -148,6 +158,7 @@ def test_metric_values_and_names(model, hotspots):
     assert s[("hotspot_dwell_fixes_rejected_total", (("reason", "malformed"),))] == 2
     assert s[("hotspot_dwell_fixes_rejected_total", (("reason", "duplicate"),))] == 2
     assert s[("hotspot_dwell_dead_letters_total", (("reason", "late"),))] == 1
+    assert s[("hotspot_dwell_officers", ())] == 5 and s[("hotspot_dwell_state_bytes", ())] == 1500
     assert ("hotspot_dwell_dead_letters_total", (("reason", "duplicate"),)) not in s  # dropped, not dead-lettered
     assert s[("hotspot_dwell_fixes_accepted_total", ())] == 7 - 3
     assert s[("hotspot_dwell_visit_duration_seconds_bucket", (("district", district), ("le", "1200.0")))] == 1
