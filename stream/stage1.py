@@ -83,17 +83,25 @@ class OfficerTracker:
         return TrackerOutput(result.visits, result.rejects, skipped, Visits(*(a[opened] for a in now)))
 
     def _opened(self, before: Visits, now: Visits) -> np.ndarray:
-        """Which open visits of ``now`` were not open ``before`` (vectorised: a busy partition has
-        tens of thousands of open visits)."""
+        """Rows of ``now`` (open visits) that were not open ``before``.
+
+        Only officers whose fixes the step released can have opened one, so
+        only their rows are compared: the cost follows the chunk, not the tens
+        of thousands of visits open in a busy partition.
+        """
+        officers = self.engine.touched_officers
+        rows_now = _rows_of(now.officer, officers)
+        rows_before = _rows_of(before.officer, officers)
         # Open visits are sorted by (officer, hot spot), one per pair at most.
         n_h = len(self.hotspots)
-        key_before = before.officer.astype(np.int64) * n_h + before.hotspot
-        key_now = now.officer.astype(np.int64) * n_h + now.hotspot
+        key_before = before.officer[rows_before].astype(np.int64) * n_h + before.hotspot[rows_before]
+        key_now = now.officer[rows_now].astype(np.int64) * n_h + now.hotspot[rows_now]
         pos = np.searchsorted(key_before, key_now)
         found = pos < key_before.size
         same = np.zeros(key_now.size, bool)
-        same[found] = (key_before[pos[found]] == key_now[found]) & (before.start_ms[pos[found]] == now.start_ms[found])
-        return ~same
+        same[found] = ((key_before[pos[found]] == key_now[found])
+                       & (before.start_ms[rows_before][pos[found]] == now.start_ms[rows_now][found]))
+        return rows_now[~same]
 
     def close_day(self, boundary_ms: int) -> TrackerOutput:
         """The policing day ending at ``boundary_ms`` is over in this partition's event time.
@@ -147,6 +155,18 @@ class OfficerTracker:
         tracker.registry = OfficerRegistry.from_state(arrays)
         tracker.engine.import_state(arrays)
         return tracker
+
+
+def _rows_of(sorted_officer: np.ndarray, officers: np.ndarray) -> np.ndarray:
+    """Positions of the rows of ``officers`` (sorted, distinct) in a column sorted by officer."""
+    lo = np.searchsorted(sorted_officer, officers, "left")
+    count = np.searchsorted(sorted_officer, officers, "right") - lo
+    total = int(count.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    # Ranges lo[i] .. lo[i] + count[i], concatenated.
+    first = np.cumsum(count) - count
+    return (np.repeat(lo - first, count) + np.arange(total)).astype(np.int64)
 
 
 _MAGIC = b"HDS2"

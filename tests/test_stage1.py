@@ -51,7 +51,14 @@ def test_batches_through_the_tracker_equal_the_replay(tmp_path_factory, seed, st
         k += 1
         batch, _, _ = build_batch(0, offsets[pos:pos + size], values[pos:pos + size], time_min_ms=0,
                                   time_max_ms=2**62)
+        before = {(int(o), int(h), int(t)) for o, h, t in zip(*(a.copy() for a in tracker.open_visits()[:3]))}
         out = tracker.step(batch)
+        now = tracker.open_visits()
+        opened = out.opened if out.opened is not None else Visits.empty()
+        # The visits reported opened are exactly the open ones that were not open before.
+        assert sorted(zip(opened.officer.tolist(), opened.hotspot.tolist(), opened.start_ms.tolist())) \
+            == sorted(k for k in zip(now.officer.tolist(), now.hotspot.tolist(), now.start_ms.tolist())
+                      if k not in before)
         closed.append(out.visits)
         rejected.update(zip(out.rejects.row.tolist(), out.rejects.reason.tolist()))
         if k == 2:
