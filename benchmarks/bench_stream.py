@@ -145,7 +145,7 @@ def draw(runs: list[dict], path: Path) -> None:
             labels.append(f"{t['hotspots']:,} hot spots\n{t['workers']} worker(s)")
             values.append(t["engine_fixes_per_s"])
     ax.bar(range(len(values)), values)
-    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set_xticks(range(len(values)), labels, fontsize=7, rotation=20)
     ax.set_ylabel("engine fixes/s")
     ax.set_title("hot spots and workers", loc="left")
     fig.tight_layout()

@@ -150,7 +150,8 @@ class Worker:
 
     def metric(self, name: str) -> float:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            # With 100,000 hot spots a scrape is over a million series: be patient.
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=120) as r:
                 for line in r.read().decode().splitlines():
                     if line.startswith(name + " "):
                         return float(line.split()[1])
