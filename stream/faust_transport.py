@@ -32,7 +32,7 @@ class DwellApp(faust.App):
     """A Faust app whose consumer waits at most ``fetch_max_wait_ms`` per fetch.
 
     ``early_tasks`` start with the app, before its consumer group and table
-    recovery (``@app.task`` waits for both): the ingest stage has its own
+    recovery (``@app.task`` waits for both): stage 1 has its own
     group, and joining both at once halves the time to ready.
     """
 

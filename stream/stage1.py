@@ -51,8 +51,8 @@ class OfficerTracker:
         self.partition = partition
         self.registry = OfficerRegistry()
         self.engine = DwellEngine(hotspots, rules)
-        # Highest input offset already applied: a batch re-sent after an
-        # ingest crash is applied only past it, so nothing counts twice.
+        # Highest input offset already applied: records read again (around a
+        # rebalance) are applied only past it, so nothing counts twice.
         self.last_offset = -1
         # Event time seen in this partition, and the next day end to close.
         self.min_event_ms: int | None = None
