@@ -78,6 +78,24 @@ def _string_end(buf, i, end):
 
 
 @njit(**_JIT)
+def _digit_run(buf, i, end, mant, sig):
+    """Digits from ``buf[i]`` into the mantissa: (end, mantissa, significant digits, digits kept).
+
+    Leading zeros are not significant; digits past the 18th are counted but
+    not kept (the caller then leaves the number to the careful path).
+    """
+    kept = 0
+    while i < end and 48 <= buf[i] <= 57:
+        if sig > 0 or buf[i] != 48:
+            sig += 1
+        if sig <= 18:
+            mant = mant * 10 + (buf[i] - 48)
+            kept += 1
+        i += 1
+    return i, mant, sig, kept
+
+
+@njit(**_JIT)
 def _number(buf, i, end):
     """A JSON number at ``buf[i]``: (end index, kind, int value, float value, exact); end -1 if not one."""
     neg = False
@@ -88,28 +106,15 @@ def _number(buf, i, end):
         return -1, V_INT, 0, 0.0, False
     if buf[i] == 48 and i + 1 < end and 48 <= buf[i + 1] <= 57:
         return -1, V_INT, 0, 0.0, False  # a leading zero is not JSON
-    mant = np.int64(0)
-    sig = 0  # significant digits in the mantissa
+    i, mant, sig, _ = _digit_run(buf, i, end, np.int64(0), 0)
     frac = 0
-    while i < end and 48 <= buf[i] <= 57:
-        if sig > 0 or buf[i] != 48:
-            sig += 1
-        if sig <= 18:
-            mant = mant * 10 + (buf[i] - 48)
-        i += 1
     kind = V_INT
     if i < end and buf[i] == 46:
         kind = V_FLOAT
         i += 1
         if i >= end or not (48 <= buf[i] <= 57):
             return -1, V_INT, 0, 0.0, False
-        while i < end and 48 <= buf[i] <= 57:
-            if sig > 0 or buf[i] != 48:
-                sig += 1
-            if sig <= 18:
-                mant = mant * 10 + (buf[i] - 48)
-                frac += 1
-            i += 1
+        i, mant, sig, frac = _digit_run(buf, i, end, mant, sig)
     exp10 = -frac
     if i < end and (buf[i] == 101 or buf[i] == 69):
         kind = V_FLOAT

@@ -41,7 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 import geo
 from geo.hotspots import HotspotSet, load_hotspots
 from geo.synthetic import patrol_tracks, random_hotspots
-from stream.broker import die_with_parent, free_port
+from stream.broker import die_with_parent, free_port, stop_process
 from stream.producer import clock_keys, fix_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,13 +176,7 @@ class Worker:
         return 0
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 30.0)
 
 
 def wait_ready(workers: list[Worker], timeout_s: float = 180.0) -> None:

@@ -52,6 +52,18 @@ def die_with_parent() -> None:
         pass
 
 
+def stop_process(proc: subprocess.Popen | None, timeout_s: float = 30.0) -> None:
+    """SIGTERM a child, wait up to ``timeout_s``, then SIGKILL it; a no-op if it has ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
@@ -119,14 +131,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s)
 
     @property
     def pid(self) -> int | None:

@@ -97,7 +97,7 @@ class DwellEngine:
         self.rules = rules
         self._ordering = ordering.empty_ordering_state()
         self._visits = visit_kernels.empty_visit_state()
-        self.touched_officers = np.empty(0, np.int64)  # officers whose fixes the last step released
+        self.released_officers = np.empty(0, np.int64)  # officers of the last step's released fixes, ascending
 
     def step(self, fixes: FixColumns) -> StepResult:
         """Advance the state with one batch of fixes in arrival order."""
@@ -155,8 +155,9 @@ class DwellEngine:
         self._ordering, released, rejected = ordering.order_fixes(
             self._ordering, officer, ts_ms, x, y, row, reorder_window_s=r.reorder_window_s,
             max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, inplace=True)
-        # Only officers with released fixes can have a visit open in this step.
-        self.touched_officers = np.unique(released.officer)
+        # Only officers with released fixes can have a visit open in this step (kept for the
+        # stream's "visit opened" events; a view, no work for the replay).
+        self.released_officers = released.officer
         pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(released.x_m, released.y_m,
                                                                           margin_m=r.exit_margin_m)
         self._visits, closed = visit_kernels.advance_visits(

@@ -105,6 +105,10 @@ class OfficerRegistry:
     def __len__(self) -> int:
         return self._n
 
+    def nbytes(self) -> int:
+        """Bytes of the arrays behind the registry (ids, offsets, hashes, table)."""
+        return int(sum(a.nbytes for a in (self._keys, self._codes, self._blob, self._offsets, self._hash_of)))
+
     def id_of(self, code: int) -> str:
         return self._blob[self._offsets[code]:self._offsets[code + 1]].tobytes().decode("utf-8")
 

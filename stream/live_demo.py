@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from geo.hotspots import HotspotSet, load_hotspots
-from stream.broker import EmbeddedBroker, die_with_parent, free_port
+from stream.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
 from stream.demo import DEMO_DAY, demo_hotspots_path
 from stream.events import event_type
 from stream.producer import clock_keys, fix_json, produce
@@ -262,11 +262,5 @@ def run_stream_demo(out_dir: Path, *, officers: int = 8, seed: int = 7, seconds:
             signal.signal(sig, handler)
         if prom is not None:
             prom.stop()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        stop_process(worker, 30.0)
         broker.stop()

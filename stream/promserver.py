@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from stream.broker import die_with_parent, free_port
+from stream.broker import die_with_parent, free_port, stop_process
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 
@@ -87,13 +87,7 @@ class PrometheusServer:
         raise PrometheusError(f"prometheus not ready within {timeout_s:.0f} s; log {self.log_path}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20.0)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

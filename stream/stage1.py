@@ -89,7 +89,8 @@ class OfficerTracker:
         only their rows are compared: the cost follows the chunk, not the tens
         of thousands of visits open in a busy partition.
         """
-        officers = self.engine.touched_officers
+        released = self.engine.released_officers  # ascending, with repeats
+        officers = released[np.flatnonzero(np.diff(released, prepend=-1))] if released.size else released
         rows_now = _rows_of(now.officer, officers)
         rows_before = _rows_of(before.officer, officers)
         # Open visits are sorted by (officer, hot spot), one per pair at most.
@@ -119,9 +120,7 @@ class OfficerTracker:
 
     def state_bytes(self) -> int:
         """Bytes of the arrays that hold this partition's officers (ids, rules state, open visits, buffer)."""
-        reg = self.registry
-        return int(sum(a.nbytes for a in (reg._keys, reg._codes, reg._blob, reg._offsets, reg._hash_of))
-                   + sum(a.nbytes for a in self.engine.export_state().values()))
+        return self.registry.nbytes() + int(sum(a.nbytes for a in self.engine.export_state().values()))
 
     # -- checkpoints -------------------------------------------------------------
 
