@@ -136,14 +136,14 @@ def _open_row(b_hot, b_start, b_in, b_seen, b_out, b_after, b_n, i, hot, t, prev
     "int64[::1], int64[::1], int32[::1], int64[::1], int64[::1], "
     "int64[::1], int32[::1], boolean[::1], int64, int64, boolean, "
     "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
-    "int32[::1], int32[::1], int64[::1], int64[::1], int32[::1])",
+    "boolean[::1], int32[::1], int32[::1], int64[::1], int64[::1], int32[::1])",
     **JIT_OPTIONS,
 )
 def _advance_kernel(
     s_off, s_hot, s_start, s_in, s_seen, s_out, s_after, s_n,
     fix_ts, fix_prev, g_off, g_start, g_end,
     pair_ptr, pair_hot, pair_inside, max_gap_ms, grace_ms, midpoint,
-    n_off, n_hot, n_start, n_in, n_seen, n_out, n_after, n_n,
+    n_off, n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, n_fresh,
     c_off, c_hot, c_start, c_end, c_n,
 ):  # fmt: skip
     """Advance the open visits ``s_*`` (sorted by officer, hotspot) over the
@@ -153,7 +153,8 @@ def _advance_kernel(
     hotspot; ``fix_prev[f]`` is the officer's fix before it (used only with
     ``midpoint``).
 
-    Writes the new state to ``n_*`` and closed visits to ``c_*``. Returns
+    Writes the new state to ``n_*`` (``n_fresh``: the row's visit opened in
+    this call) and closed visits to ``c_*``. Returns
     (n_open, n_closed, bad_fix): bad_fix is the first fix older than its
     officer's open visits, -1 when none.
     """
@@ -189,6 +190,8 @@ def _advance_kernel(
     b_out = np.empty(most, np.int64)
     b_after = np.empty(most, np.int64)
     b_n = np.empty(most, np.int32)
+    a_fresh = np.empty(most, np.bool_)
+    b_fresh = np.empty(most, np.bool_)
 
     nn = 0
     nc = 0
@@ -200,12 +203,14 @@ def _advance_kernel(
             n_off[nn] = s_off[s]
             _copy_row(n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, nn,
                       s_hot, s_start, s_in, s_seen, s_out, s_after, s_n, s)  # fmt: skip
+            n_fresh[nn] = False
             nn += 1
             s += 1
         na = 0
         while s < n_state and s_off[s] == o:
             _copy_row(a_hot, a_start, a_in, a_seen, a_out, a_after, a_n, na,
                       s_hot, s_start, s_in, s_seen, s_out, s_after, s_n, s)  # fmt: skip
+            a_fresh[na] = False
             na += 1
             s += 1
         for f in range(g_start[g], g_end[g]):
@@ -259,11 +264,13 @@ def _advance_kernel(
                         if has_pair and pair_inside[p]:
                             _open_row(b_hot, b_start, b_in, b_seen, b_out, b_after, b_n, nb,
                                       a_hot[a], t, fix_prev[f], max_gap_ms, midpoint)  # fmt: skip
+                            b_fresh[nb] = True
                             nb += 1
                     else:
                         b_hot[nb] = a_hot[a]
                         b_start[nb] = a_start[a]
                         b_seen[nb] = t
+                        b_fresh[nb] = a_fresh[a]
                         nb += 1
                     a += 1
                     if has_pair:
@@ -273,6 +280,7 @@ def _advance_kernel(
                     if pair_inside[p]:
                         _open_row(b_hot, b_start, b_in, b_seen, b_out, b_after, b_n, nb,
                                   pair_hot[p], t, fix_prev[f], max_gap_ms, midpoint)  # fmt: skip
+                        b_fresh[nb] = True
                         nb += 1
                     p += 1
             a_hot, b_hot = b_hot, a_hot
@@ -282,16 +290,19 @@ def _advance_kernel(
             a_out, b_out = b_out, a_out
             a_after, b_after = b_after, a_after
             a_n, b_n = b_n, a_n
+            a_fresh, b_fresh = b_fresh, a_fresh
             na = nb
         for a in range(na):
             n_off[nn] = o
             _copy_row(n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, nn,
                       a_hot, a_start, a_in, a_seen, a_out, a_after, a_n, a)  # fmt: skip
+            n_fresh[nn] = a_fresh[a]
             nn += 1
     while s < n_state:
         n_off[nn] = s_off[s]
         _copy_row(n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, nn,
                   s_hot, s_start, s_in, s_seen, s_out, s_after, s_n, s)  # fmt: skip
+        n_fresh[nn] = False
         nn += 1
         s += 1
     return nn, nc, -1
@@ -406,26 +417,89 @@ def advance_visits(
     by_officer = np.argsort(g_off, kind="stable")
     g_off, g_start, g_end = g_off[by_officer], g_start[by_officer], g_end[by_officer]
     pair_ptr = np.searchsorted(p_fix, np.arange(n + 1)).astype(np.int64)
+    new_state, closed, _ = _run(state, ts, prev, g_off, g_start, g_end, pair_ptr, p_hot, p_in,
+                                int(np.count_nonzero(p_in)), max_gap_ms, grace_ms, midpoint, off)
+    return new_state, closed
 
+
+def advance_released(
+    state: VisitState, released, pair_fix, pair_hotspot, pair_inside, *, max_gap_ms: int, grace_ms: int,
+    midpoint: bool,
+) -> tuple[VisitState, Visits, np.ndarray]:
+    """:func:`advance_visits` for fixes straight from :func:`kernels.ordering.order_fixes` and pairs straight
+    from :func:`kernels.locate.locate_points`, without re-checking them (the streaming engine calls this once
+    per partition chunk, where the checks cost more than the kernel).
+
+    ``released`` is a :class:`kernels.ordering.ReleasedFixes` (officers ascending, ts ascending within each,
+    ``prev_ts_ms`` set); thresholds are already in whole milliseconds.
+
+    Returns
+    -------
+    new_state, closed
+        As :func:`advance_visits`.
+    opened : int64 (k,)
+        Rows of ``new_state`` whose visit opened in this call.
+    """
+    g_off, g_start, g_end, pair_ptr, n_inside = _officer_runs(released.officer, pair_fix, pair_inside)
+    return _run(state, released.ts_ms, released.prev_ts_ms, g_off, g_start, g_end, pair_ptr,
+                np.ascontiguousarray(pair_hotspot, np.int32), pair_inside, n_inside, max_gap_ms, grace_ms, midpoint,
+                released.officer)
+
+
+@njit(**JIT_OPTIONS)
+def _officer_runs(officer, pair_fix, pair_inside):
+    """Officer groups of fixes sorted by officer, the first pair of each fix, and the inside pairs."""
+    n = officer.shape[0]
+    n_groups = 0
+    for f in range(n):
+        if f == 0 or officer[f] != officer[f - 1]:
+            n_groups += 1
+    g_off = np.empty(n_groups, np.int32)
+    g_start = np.empty(n_groups, np.int64)
+    g_end = np.empty(n_groups, np.int64)
+    g = -1
+    for f in range(n):
+        if f == 0 or officer[f] != officer[f - 1]:
+            g += 1
+            g_off[g] = officer[f]
+            g_start[g] = f
+        g_end[g] = f + 1
+    pair_ptr = np.empty(n + 1, np.int64)
+    p = 0
+    for f in range(n + 1):
+        while p < pair_fix.shape[0] and pair_fix[p] < f:
+            p += 1
+        pair_ptr[f] = p
+    n_inside = 0
+    for q in range(pair_inside.shape[0]):
+        if pair_inside[q]:
+            n_inside += 1
+    return g_off, g_start, g_end, pair_ptr, n_inside
+
+
+def _run(state, ts, prev, g_off, g_start, g_end, pair_ptr, p_hot, p_in, n_inside, max_gap_ms, grace_ms, midpoint,
+         officer) -> tuple[VisitState, Visits, np.ndarray]:
     n_open = state.officer.shape[0]
-    cap = n_open + int(np.count_nonzero(p_in))
+    cap = n_open + n_inside
     new = VisitState(*(np.empty(cap, d) for d in _STATE_DTYPES))
+    fresh = np.empty(cap, np.bool_)
     closed = _empty_visits(cap)
     nn, nc, bad = _advance_kernel(
         *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state, _STATE_DTYPES)),
         ts, prev, g_off, g_start, g_end,
         pair_ptr, p_hot, p_in, max_gap_ms, grace_ms, midpoint,
-        *new, *closed,
+        *new, fresh, *closed,
     )  # fmt: skip
     if bad >= 0:
         raise ValueError(
-            f"fix {bad} (officer {off[bad]}, ts {ts[bad]}) is older than the "
+            f"fix {bad} (officer {officer[bad]}, ts {ts[bad]}) is older than the "
             "officer's open visits: fixes must come in ts order across batches"
         )
     # Views: the slack is at most the visits this batch could open, and copying every open
     # visit again per batch would cost a streaming caller more than the merge itself.
     new_state = VisitState(*(a[:nn] for a in new))
-    return new_state, _sorted_visits(Visits(*(a[:nc] for a in closed)))
+    closed = Visits(*(a[:nc] for a in closed))
+    return new_state, (_sorted_visits(closed) if nc > 1 else closed), np.flatnonzero(fresh[:nn])
 
 
 def _check_bounds(bounds: str) -> bool:

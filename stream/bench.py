@@ -16,7 +16,9 @@ broker (or ``--brokers``):
 4. the visits the workers published equal the replay of the same fixes;
 5. latency: a fresh worker (reorder window 0, so a fix is used on arrival)
    takes the load at each offered rate; probe fixes of new officers inside
-   hot spots are timed from being sent to the ``visit.opened`` they cause.
+   hot spots are timed from being sent to the ``visit.opened`` they cause,
+   beside a pass-through forwarder on the same broker: the floor
+   (:mod:`stream.bench_latency`).
 
 Pure orchestration over real processes: nothing here is faked or modelled.
 """
@@ -313,76 +315,35 @@ def replay_visits(load: Load, prefix: str, workdir: Path) -> set[tuple]:
                    result.visits["start"].tolist(), result.visits["end"].tolist(), result.visits["fixes"].tolist()))
 
 
-async def _latency_run(bootstrap: str, prefix: str, load: Load, rate: float, seconds: float) -> dict:
-    """Offer the load at ``rate`` fixes/s; 1 in ``probe_every`` is a probe fix opening a visit."""
-    probe_every = max(1, int(rate // 200))  # about 200 probes a second
-    lon_c, lat_c = load.hotspots.centroids_wgs84
-    consumer = AIOKafkaConsumer(prefix + "dwell-intervals", bootstrap_servers=bootstrap, group_id=f"{prefix}lat",
-                                auto_offset_reset="latest", fetch_max_wait_ms=5, session_timeout_ms=6000,
-                                heartbeat_interval_ms=1000)
-    await consumer.start()
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=100)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
-    await producer.start()
-    sent: dict[str, float] = {}
-    lat: list[float] = []
-    n_total = int(rate * seconds)
-
-    async def read():
-        while True:
-            for msgs in (await consumer.getmany(timeout_ms=50)).values():
-                now = time.perf_counter()
-                for m in msgs:
-                    if dict(m.headers).get("ce_type", b"").endswith(b"visit.opened"):
-                        t = sent.pop(json.loads(m.value)["officer_id"], None)
-                        if t is not None:
-                            lat.append(now - t)
-
-    reader = asyncio.create_task(read())
-    t0 = time.perf_counter()
-    records = load.records
-    try:
-        for i in range(n_total):
-            due = t0 + i / rate
-            if i % 50 == 0:
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            if i % probe_every == 0:
-                oid = f"probe-{rate:.0f}-{i}"
-                h = i % len(lon_c)
-                sent[oid] = time.perf_counter()
-                await producer.send(prefix + "location-fixes", key=oid.encode(),
-                                    value=fix_json(oid, T0_MS + i, lat_c[h], lon_c[h]))
-            else:
-                k, v = records[i % len(records)]
-                await producer.send(prefix + "location-fixes", key=k, value=v)
-        offered = n_total / (time.perf_counter() - t0)
-        deadline = time.perf_counter() + 30
-        while sent and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-    finally:
-        reader.cancel()
-        await producer.stop()
-        await consumer.stop()
-    a = np.array(lat) * 1000
-    return {"offered_fixes_per_s": rate, "achieved_offer_per_s": round(offered), "probes": int(a.size),
-            "lost_probes": len(sent), "p50_ms": round(float(np.percentile(a, 50)), 1) if a.size else None,
-            "p99_ms": round(float(np.percentile(a, 99)), 1) if a.size else None,
-            "max_ms": round(float(a.max()), 1) if a.size else None}
-
-
 def latency(bootstrap: str, load: Load, rates: list[float], seconds: float, partitions: int, workdir: Path,
             prefix: str) -> list[dict]:
-    """p50/p99/max fix-to-visit.opened latency of one worker at each offered rate (reorder window 0)."""
-    asyncio.run(create_topics(bootstrap, [prefix + "location-fixes"], partitions))
-    w = Worker(bootstrap, prefix, load.hotspots_path, workdir, partitions, f"{prefix}w", "--reorder-window-s", "0")
-    try:
-        wait_ready([w])
-        return [asyncio.run(_latency_run(bootstrap, prefix, load, r, seconds)) for r in rates]
-    finally:
-        w.stop()
+    """p50/p99/max fix-to-visit.opened latency of a fresh worker (reorder window 0) at each offered rate, and the
+    pass-through floor at the same rate, each on topics of their own (:mod:`stream.bench_latency`)."""
+    from stream.bench_latency import forwarded_probe, offer, opened_probe, start_forwarder
+    from stream.settings import WorkerSettings
+
+    out = []
+    for rate in rates:
+        engine, floor = f"{prefix}{rate:.0f}e.", f"{prefix}{rate:.0f}f."
+        asyncio.run(create_topics(bootstrap, [engine + "location-fixes", floor + "location-fixes",
+                                              floor + "forwarded"], partitions))
+        w = Worker(bootstrap, engine, load.hotspots_path, workdir, partitions, f"{engine}w", "--reorder-window-s", "0")
+        try:
+            wait_ready([w])
+            measured = asyncio.run(offer(bootstrap, engine + "location-fixes", engine + "dwell-intervals", opened_probe,
+                                         load, rate, seconds, T0_MS))
+        finally:
+            w.stop()
+        fw = start_forwarder(bootstrap, floor + "location-fixes", floor + "forwarded", WorkerSettings().fetch_max_wait_ms,
+                             workdir / f"{floor}forwarder.log")
+        try:
+            base = asyncio.run(offer(bootstrap, floor + "location-fixes", floor + "forwarded", forwarded_probe, load,
+                                     rate, seconds, T0_MS))
+        finally:
+            stop_process(fw, 10.0)
+        measured["floor"] = {k: base[k] for k in ("p50_ms", "p99_ms", "max_ms", "probes", "lost_probes")}
+        out.append(measured)
+    return out
 
 
 def default_workdir() -> Path:

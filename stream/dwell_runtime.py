@@ -67,6 +67,7 @@ class DwellRuntime:
         self.stats = Stage1Stats(rejected={})
         self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
         self._inflight: list = []  # delivery futures not yet known done
+        self.delivery_error: BaseException | None = None  # the first output that failed: no checkpoint after it
         self.drain: Callable[[], Awaitable] | None = None  # hands queued outputs over and waits for them
         # Stage 2's share of the current chunk, per stage-2 partition, in
         # order: closed visits, day marks, checkpoint marks.
@@ -113,10 +114,16 @@ class DwellRuntime:
     async def send(self, topic, key, value, partition, headers) -> None:
         future = await self._send(topic, key, value, partition, headers)
         if future is not None:  # else batched: its batch's future is added when the batch goes
-            self._inflight.append(future)
+            self.sent(future)
 
-    def add_inflight(self, futures) -> None:
-        self._inflight.extend(futures)
+    def sent(self, future) -> None:
+        """A delivery future of outputs handed to the producer (a batch of them)."""
+        self._inflight.append(future)
+        future.add_done_callback(self._note_delivery)
+
+    def _note_delivery(self, future) -> None:
+        if self.delivery_error is None and not future.cancelled() and future.exception() is not None:
+            self.delivery_error = future.exception()
 
     async def handle(self, tracker: OfficerTracker, batch: FixBatch) -> TrackerOutput:
         out = tracker.step(batch)

@@ -17,6 +17,7 @@ import numpy as np
 from geo.hotspots import HotspotSet
 from kernels import ordering, reasons
 from kernels import visits as visit_kernels
+from kernels._checks import seconds_to_ms
 from stream.fixes import FixColumns, Rejects
 
 
@@ -97,7 +98,10 @@ class DwellEngine:
         self.rules = rules
         self._ordering = ordering.empty_ordering_state()
         self._visits = visit_kernels.empty_visit_state()
-        self.released_officers = np.empty(0, np.int64)  # officers of the last step's released fixes, ascending
+        self.opened_rows = np.empty(0, np.int64)  # rows of open_visits() that the last step opened
+        self._thresholds_ms = dict(max_gap_ms=seconds_to_ms(rules.max_gap_s, "max_gap_s"),
+                                   grace_ms=seconds_to_ms(rules.exit_grace_s, "exit_grace_s"),
+                                   midpoint=rules.visit_bounds == "midpoint")
 
     def step(self, fixes: FixColumns) -> StepResult:
         """Advance the state with one batch of fixes in arrival order."""
@@ -118,6 +122,7 @@ class DwellEngine:
         result = self.release_pending()
         last = visit_kernels.close_all(self._visits, bounds=self.rules.visit_bounds, max_gap_s=self.rules.max_gap_s)
         self._visits = visit_kernels.empty_visit_state()
+        self.opened_rows = np.empty(0, np.int64)
         return StepResult(Visits.concat([result.visits, Visits(*last)]), result.rejects)
 
     def release_pending(self) -> StepResult:
@@ -130,6 +135,7 @@ class DwellEngine:
         """Close visits whose officer has been silent for over max_gap_s before ``watermark_ms``."""
         self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s,
                                                          bounds=self.rules.visit_bounds)
+        self.opened_rows = np.empty(0, np.int64)
         return Visits(*closed)
 
     def export_state(self) -> dict[str, np.ndarray]:
@@ -144,26 +150,28 @@ class DwellEngine:
                                                   for f in ordering.OrderingState._fields))
         self._visits = visit_kernels.VisitState(*(np.array(arrays["visits_" + f])
                                                   for f in visit_kernels.VisitState._fields))
+        self.opened_rows = np.empty(0, np.int64)
 
     def open_visits(self) -> Visits:
         """Visits still open, as of the last released fix (the live view)."""
         s = self._visits
         return Visits(s.officer, s.hotspot, s.start_ms, s.last_in_ms, s.n_fixes)
 
+    def opened_visits(self) -> Visits:
+        """The open visits that the last step opened (the stream's ``visit.opened`` events)."""
+        s, rows = self._visits, self.opened_rows
+        return Visits(s.officer[rows], s.hotspot[rows], s.start_ms[rows], s.last_in_ms[rows], s.n_fixes[rows])
+
     def _advance(self, officer, ts_ms, x, y, row, *, flush: bool) -> StepResult:
         r = self.rules
         self._ordering, released, rejected = ordering.order_fixes(
             self._ordering, officer, ts_ms, x, y, row, reorder_window_s=r.reorder_window_s,
             max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, inplace=True)
-        # Only officers with released fixes can have a visit open in this step (kept for the
-        # stream's "visit opened" events; a view, no work for the replay).
-        self.released_officers = released.officer
         pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(released.x_m, released.y_m,
                                                                           margin_m=r.exit_margin_m)
-        self._visits, closed = visit_kernels.advance_visits(
-            self._visits, released.officer, released.ts_ms, pair_fix, pair_hotspot, pair_inside,
-            max_gap_s=r.max_gap_s, exit_grace_s=r.exit_grace_s, bounds=r.visit_bounds,
-            fix_prev_ts_ms=released.prev_ts_ms)
+        # Released fixes and located pairs already have the shape the visit kernel needs: no re-checks.
+        self._visits, closed, self.opened_rows = visit_kernels.advance_released(
+            self._visits, released, pair_fix, pair_hotspot, pair_inside, **self._thresholds_ms)
         # The ordering kernel reports codes of the shared table (kernels.reasons).
         rejects = Rejects(np.asarray(rejected.row, np.int64), np.asarray(rejected.reason, np.int8))
         return StepResult(Visits(*closed), rejects)

@@ -43,10 +43,12 @@ class WorkerSettings:
     state_dir: str = "hotspot-dwell-data"
     # Stage 1: records per fetch and how long a fetch may wait (Faust's own
     # consumer waits 1.5 s, which would put a second on every fix's latency),
-    # and how long its producer holds a record to batch it with others.
+    # and how long its producer holds a batch before sending it. Stage 1 hands
+    # over whole batches (stream/batched_sender.py) that grow while the
+    # previous request is in flight, so lingering would only add delay.
     ingest_max_records: int = 20_000
     fetch_max_wait_ms: int = 5
-    producer_linger_ms: int = 2
+    producer_linger_ms: int = 0
     # Stage 2 (Faust) gets one message per chunk of stage 1 and its outputs are
     # not latency-critical: a longer wait spares a fetch request every 5 ms.
     stage2_fetch_max_wait_ms: int = 50

@@ -76,33 +76,8 @@ class OfficerTracker:
         lo, hi = int(fixes.ts_ms.min()), int(fixes.ts_ms.max())
         self.min_event_ms = lo if self.min_event_ms is None else min(self.min_event_ms, lo)
         self.max_event_ms = hi if self.max_event_ms is None else max(self.max_event_ms, hi)
-        before = self.engine.open_visits()
         result = self.engine.step(fixes)
-        now = self.engine.open_visits()
-        opened = self._opened(before, now)
-        return TrackerOutput(result.visits, result.rejects, skipped, Visits(*(a[opened] for a in now)))
-
-    def _opened(self, before: Visits, now: Visits) -> np.ndarray:
-        """Rows of ``now`` (open visits) that were not open ``before``.
-
-        Only officers whose fixes the step released can have opened one, so
-        only their rows are compared: the cost follows the chunk, not the tens
-        of thousands of visits open in a busy partition.
-        """
-        released = self.engine.released_officers  # ascending, with repeats
-        officers = released[np.flatnonzero(np.diff(released, prepend=-1))] if released.size else released
-        rows_now = _rows_of(now.officer, officers)
-        rows_before = _rows_of(before.officer, officers)
-        # Open visits are sorted by (officer, hot spot), one per pair at most.
-        n_h = len(self.hotspots)
-        key_before = before.officer[rows_before].astype(np.int64) * n_h + before.hotspot[rows_before]
-        key_now = now.officer[rows_now].astype(np.int64) * n_h + now.hotspot[rows_now]
-        pos = np.searchsorted(key_before, key_now)
-        found = pos < key_before.size
-        same = np.zeros(key_now.size, bool)
-        same[found] = ((key_before[pos[found]] == key_now[found])
-                       & (before.start_ms[rows_before][pos[found]] == now.start_ms[rows_now][found]))
-        return rows_now[~same]
+        return TrackerOutput(result.visits, result.rejects, skipped, self.engine.opened_visits())
 
     def close_day(self, boundary_ms: int) -> TrackerOutput:
         """The policing day ending at ``boundary_ms`` is over in this partition's event time.
@@ -154,18 +129,6 @@ class OfficerTracker:
         tracker.registry = OfficerRegistry.from_state(arrays)
         tracker.engine.import_state(arrays)
         return tracker
-
-
-def _rows_of(sorted_officer: np.ndarray, officers: np.ndarray) -> np.ndarray:
-    """Positions of the rows of ``officers`` (sorted, distinct) in a column sorted by officer."""
-    lo = np.searchsorted(sorted_officer, officers, "left")
-    count = np.searchsorted(sorted_officer, officers, "right") - lo
-    total = int(count.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    # Ranges lo[i] .. lo[i] + count[i], concatenated.
-    first = np.cumsum(count) - count
-    return (np.repeat(lo - first, count) + np.arange(total)).astype(np.int64)
 
 
 _MAGIC = b"HDS2"

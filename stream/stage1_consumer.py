@@ -100,6 +100,10 @@ class Stage1Consumer:
         common = dict(bootstrap_servers=s.brokers, **self._client_kwargs)
         self.producer = AIOKafkaProducer(linger_ms=s.producer_linger_ms, max_request_size=4 << 20,
                                          max_batch_size=1 << 20, acks="all", **common)
+        # Checkpoints go through a producer of their own: aiokafka keeps one request in flight per broker
+        # and producer, and megabytes of state must not hold the events up.
+        checkpoint_producer = AIOKafkaProducer(linger_ms=0, max_request_size=4 << 20, max_batch_size=1 << 20,
+                                               acks="all", **common)
         reader = AIOKafkaConsumer(enable_auto_commit=False, max_partition_fetch_bytes=8 << 20,
                                   fetch_max_bytes=64 << 20, **common)
         self.consumer = AIOKafkaConsumer(
@@ -108,12 +112,14 @@ class Stage1Consumer:
             # Joining a group on the embedded broker takes half the session timeout.
             session_timeout_ms=6_000, heartbeat_interval_ms=1_000, **common)
         await self.producer.start()
+        await checkpoint_producer.start()
         await reader.start()
         try:
-            self.batches = BatchedSender(self.producer)
+            self.batches = BatchedSender(self.producer, self.runtime.sent)
             self.runtime.set_partition_counts({kind: len(await self.producer.partitions_for(s.topic(kind)))
                                                for kind in ("dwell-intervals", "patrol-events")})
-            self.store = CheckpointStore(KafkaCheckpointLog(s.topic("officer-checkpoints"), self.producer, reader))
+            self.store = CheckpointStore(KafkaCheckpointLog(s.topic("officer-checkpoints"), checkpoint_producer,
+                                                            reader))
             await self.consumer.start()
             self.consumer.subscribe([s.topic("location-fixes")], listener=_Rebalance(self))
             try:
@@ -124,6 +130,7 @@ class Stage1Consumer:
                 await self.consumer.stop()
         finally:
             await reader.stop()
+            await checkpoint_producer.stop()
             await self.producer.stop()
 
     def stop(self) -> None:
@@ -148,14 +155,11 @@ class Stage1Consumer:
     async def _send(self, topic, key, value, partition, headers):
         if partition is None:  # a dead letter (rare): the producer's partitioner, as for the input
             return await self.producer.send(topic, value=value, key=key, headers=headers)
-        self.runtime.add_inflight(await self.batches.add(topic, partition, key, value, headers))
+        self.batches.add(topic, partition, key, value, headers)
         return None
 
-    async def _flush_batches(self) -> None:
-        self.runtime.add_inflight(await self.batches.flush())
-
     async def _drain(self) -> None:
-        await self._flush_batches()
+        await self.batches.handed_over()
         await self.runtime.flush_outputs()
         _release_free_memory()
 
@@ -183,7 +187,9 @@ class Stage1Consumer:
             self.stats.batches += 1
             if self.on_batch is not None:
                 self.on_batch(len(batch), time.perf_counter() - started, time.time() - msgs[0].timestamp / 1000.0)
-        await self._flush_batches()
+        self.batches.flush()
+        if self.batches.congested:  # the broker is behind: wait for it rather than queue without bound
+            await self.batches.handed_over()
 
     async def _dead_letter(self, partition, msgs, bad, reason) -> None:
         if not len(bad):
@@ -209,8 +215,9 @@ class Stage1Consumer:
                  and runtime.trackers[p].last_offset != self._checkpointed_offset.get(p)]
         if not moved:
             return None
-        await self._flush_batches()
-        outputs = runtime.take_inflight()  # a checkpoint never includes an output that was lost
+        # A checkpoint never includes an output that was lost: it is written once every output queued
+        # before the copy below has been delivered.
+        before_copy = self.batches.handed_over()
         copies = []
         for p in moved:
             tracker = runtime.trackers[p]
@@ -218,13 +225,18 @@ class Stage1Consumer:
             self._checkpointed_offset[p] = tracker.last_offset
             runtime.mark_checkpoint(tracker)
             await runtime.send_visit_batches(tracker)
-        await self._flush_batches()
+        self.batches.flush()
         _release_free_memory()
-        return asyncio.create_task(self._write_checkpoints(outputs, copies))
+        return asyncio.create_task(self._write_checkpoints(before_copy, copies))
 
-    async def _write_checkpoints(self, outputs: list, copies: list) -> None:
+    async def _write_checkpoints(self, before_copy: asyncio.Future, copies: list) -> None:
+        await before_copy
+        # Every output queued before the copy now has its delivery future among these (and maybe later ones).
+        outputs = self.runtime.take_inflight()
         if outputs:
             await asyncio.gather(*outputs)
+        if self.runtime.delivery_error is not None:  # also one that another waiter took and saw fail
+            raise self.runtime.delivery_error
         for p, arrays, offset in copies:
             # Encoding and hashing run beside the event loop (numpy and hashlib release the GIL).
             data = await asyncio.to_thread(encode_arrays, arrays)

@@ -15,6 +15,7 @@ from kernels.ordering import NO_TS_MS, empty_ordering_state, order_fixes
 from kernels.visits import (
     VisitState,
     Visits,
+    advance_released,
     advance_visits,
     close_all,
     close_stale,
@@ -417,13 +418,28 @@ def run_chain(stream, cuts, boxes=BOXES, bounds="fixes"):
         o_state, rel, rej = order_fixes(o_state, *(c[a:b] for c in stream),
                                         flush=k == len(cut_at) - 2, **ORDER_KW)
         pf, ph, pi = locate_boxes(rel.x_m, rel.y_m, boxes, MARGIN_M)
+        before = v_state
         v_state, closed = advance_visits(v_state, rel.officer, rel.ts_ms, pf, ph, pi, bounds=bounds,
                                          fix_prev_ts_ms=rel.prev_ts_ms, **VISIT_KW)
+        check_advance_released(before, rel, (pf, ph, pi), bounds, v_state, closed)
         visits += as_tuples(closed)
         rejected += zip(rej.row.tolist(), rej.reason.tolist())
         released += zip(rel.officer.tolist(), rel.ts_ms.tolist())
     visits += as_tuples(close_all(v_state, bounds=bounds, max_gap_s=VISIT_KW["max_gap_s"]))
     return sorted(visits), sorted(rejected), released
+
+
+def check_advance_released(before, rel, pairs, bounds, want_state, want_closed):
+    """The streaming engine's unchecked entry gives the same state and visits, and reports as opened exactly
+    the open visits that were not open before."""
+    state, closed, opened = advance_released(before, rel, *pairs, max_gap_ms=VISIT_KW["max_gap_s"] * 1000,
+                                             grace_ms=VISIT_KW["exit_grace_s"] * 1000, midpoint=bounds == "midpoint")
+    for a, b in zip(state, want_state):
+        np.testing.assert_array_equal(a, b)
+    assert as_tuples(closed) == as_tuples(want_closed)
+    was_open = set(zip(before.officer.tolist(), before.hotspot.tolist(), before.start_ms.tolist()))
+    now = list(zip(state.officer.tolist(), state.hotspot.tolist(), state.start_ms.tolist()))
+    assert opened.tolist() == [i for i, k in enumerate(now) if k not in was_open]
 
 
 def reference_chain(stream, boxes=BOXES, bounds="fixes"):

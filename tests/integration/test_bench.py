@@ -21,3 +21,5 @@ def test_bench_measures_and_checks_against_replay(broker, tmp_path):
     assert check["replay_visits"] > 20 and check["equal"] and check["missing"] == check["extra"] == 0
     (lat,) = result["latency"]
     assert lat["probes"] >= 5 and lat["lost_probes"] == 0 and 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    floor = lat["floor"]  # the pass-through forwarder on the same broker, same load
+    assert floor["probes"] >= 5 and floor["lost_probes"] == 0 and 0 < floor["p50_ms"] <= floor["p99_ms"]
