@@ -7,7 +7,8 @@ the embedded broker: a patrol load produced one fix per message, the raw
 aiokafka consume rate and the workers' sustained fixes/s on the same topic
 in the same run, the published visits checked against the replay. The base
 configuration (1,000 hot spots, 100,000 officers, one worker) also measures
-fix-to-``visit.opened`` latency at 1k, 5k, 20k and 50k fixes/s offered. The
+fix-to-``visit.opened`` latency at 1k, 5k, 20k and 50k fixes/s offered, beside a
+pass-through forwarder on the same broker (the floor; stream/bench_latency.py). The
 sweeps vary workers (1, 2), officers (1,000 to 1,000,000) and hot spots (57,
 1,000, 100,000). Memory per officer is the growth of the worker's resident
 memory from 1,000 to 1,000,000 officers, divided by the officers added.
@@ -69,8 +70,9 @@ def main(argv=None) -> int:
         print(f"   engine {t['engine_fixes_per_s']:,} fixes/s, raw {t['raw_consume_fixes_per_s']:,} "
               f"({t['engine_over_raw']:.1%}); visits equal to replay: {result['check']['equal']}", flush=True)
         for lat in result["latency"]:
-            print(f"   {lat['offered_fixes_per_s']:,.0f}/s offered: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms",
-                  flush=True)
+            floor = lat["floor"]
+            print(f"   {lat['offered_fixes_per_s']:,.0f}/s offered: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms "
+                  f"(pass-through floor: p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms)", flush=True)
         runs.append(dict(result, name=cfg["name"]))
     by = {r["name"]: r for r in runs}
     summary = {}
@@ -112,11 +114,14 @@ def draw(runs: list[dict], path: Path) -> None:
     ax.axhline(base["throughput"]["engine_fixes_per_s"], color="C1", ls="--", label="engine, sustained")
     ax.axhline(base["throughput"]["raw_consume_fixes_per_s"], color="C2", ls=":", label="raw aiokafka consumer")
     ax = axes[1]
-    for key, style in (("p50_ms", "o-"), ("p99_ms", "s-"), ("max_ms", "^:")):
-        ax.plot(rates, [x[key] for x in lat], style, label=key.replace("_ms", ""))
+    for i, (key, style) in enumerate((("p50_ms", "o-"), ("p99_ms", "s-"), ("max_ms", "^:"))):
+        ax.plot(rates, [x[key] for x in lat], style, color=f"C{i}", label=key.replace("_ms", ""))
+        if all("floor" in x for x in lat) and key != "max_ms":
+            ax.plot(rates, [x["floor"][key] for x in lat], style, color=f"C{i}", alpha=0.35, lw=3,
+                    label=key.replace("_ms", "") + ", pass-through floor")
     ax.axhline(50, color="grey", lw=0.8)
     for ax, ylabel, title in ((axes[0], "fixes/s", "throughput, one worker"),
-                              (axes[1], "fix to visit.opened, ms", "latency, one worker (reorder window 0)")):
+                              (axes[1], "fix to visit.opened, ms", "latency, one worker (reorder window 0) and the broker's floor")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("offered fixes/s")
