@@ -172,6 +172,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
             await app.crash(exc)
 
     app.early_tasks.append(run_stage1)
+    app.early_tasks.append(metrics.watch_event_loop)
 
     @app.on_before_shutdown.connect
     def stop_stage1(app_, **kwargs):

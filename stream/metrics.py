@@ -20,6 +20,8 @@ swaps in (:meth:`set_officers_present`, the board), never from live state.
 
 from __future__ import annotations
 
+import asyncio
+
 import platform
 import time
 from collections.abc import Iterable
@@ -41,6 +43,8 @@ DWELL_BUCKETS_S = (60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200)
 BATCH_FIX_BUCKETS = (1, 10, 100, 1_000, 5_000, 20_000, 50_000, 100_000)
 BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LOOP_LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LOOP_LAG_PROBE_S = 0.05  # how often the event loop's lag is sampled
 
 
 def package_version() -> str:
@@ -98,7 +102,19 @@ class DwellMetrics(Collector):
                                         buckets=BATCH_SECONDS_BUCKETS, registry=registry)
         self.fix_latency = Histogram(f"{n}_fix_latency_seconds", "From a batch's oldest fix reaching Kafka to "
                                      "its dwell updates being sent", buckets=LATENCY_BUCKETS_S, registry=registry)
+        # Every stall of the worker's event loop delays every fix in flight by as much: the lag is what a
+        # timer due every LOOP_LAG_PROBE_S is late by (a common health signal of event-loop services).
+        self.loop_lag = Histogram(f"{n}_event_loop_lag_seconds", "How late a timer fires in the worker's event "
+                                  "loop (time it was blocked)", buckets=LOOP_LAG_BUCKETS_S, registry=registry)
         registry.register(self)
+
+    async def watch_event_loop(self) -> None:
+        """Sample the event loop's lag until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LOOP_LAG_PROBE_S
+            await asyncio.sleep(LOOP_LAG_PROBE_S)
+            self.loop_lag.observe(max(0.0, loop.time() - due))
 
     # -- hooks, called in the event loop -----------------------------------------------
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import uuid
 import os
 import shutil
 import subprocess
+import time
+import uuid
 
 import numpy as np
 import pytest
@@ -176,6 +178,27 @@ def test_metric_values_and_names(model, hotspots):
     assert labels["district"] == district and -2 < float(labels["lon"]) < 0 and 52 < float(labels["lat"]) < 54
     # Nothing officer-shaped is ever a label.
     assert not any(name in dict(k[1]) for k in s for name in ("officer_id", "device_id"))
+
+
+def test_event_loop_lag_sees_a_blocked_loop(model, hotspots):
+    registry = CollectorRegistry()
+    m = DwellMetrics(registry, hotspots, runtime=FakeRuntime(), ingest=FakeIngest(),
+                     board=board_with_visits(model, hotspots, list(hotspots.ids[:5])), ready=lambda: True)
+
+    async def main():
+        watcher = asyncio.create_task(m.watch_event_loop())
+        await asyncio.sleep(0)
+        time.sleep(0.12)  # the loop is blocked: the watcher's timer fires at least 70 ms late
+        while samples(registry).get(("hotspot_dwell_event_loop_lag_seconds_count", ()), 0) < 1:
+            await asyncio.sleep(0.01)
+        watcher.cancel()
+
+    asyncio.run(main())
+    s = samples(registry)
+    # The first sample is the blocked one: at least 120 - 50 ms late.
+    assert s[("hotspot_dwell_event_loop_lag_seconds_count", ())] >= 1
+    assert s[("hotspot_dwell_event_loop_lag_seconds_bucket", (("le", "0.05"),))] == 0
+    assert s[("hotspot_dwell_event_loop_lag_seconds_sum", ())] >= 0.065
 
 
 def test_rebalanced_hotspots_lose_their_series(model, hotspots):

@@ -303,7 +303,9 @@ def engine() -> dict:
              q("sum(rate(hotspot_dwell_batches_total[1m]))", "batches/s"),
              q("sum(rate(hotspot_dwell_ingest_batches_total[1m]))", "ingest batches/s"),
              q("sum(rate(hotspot_dwell_visits_sent_total[1m]))", "visits sent/s"),
-             q("sum(rate(hotspot_dwell_checkpoints_total[5m]))", "checkpoints/s")], w=8, unit=PER_S)))
+             q("sum(rate(hotspot_dwell_checkpoints_total[5m]))", "checkpoints/s")], w=8, unit=PER_S))
+         .with_panel(series_panel("Event loop lag (every stall delays every fix in flight)",
+                                  quantiles("hotspot_dwell_event_loop_lag_seconds"), w=8, unit="s")))
     return finish(d)
 
 
