@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels.fix_values import check_fix_values
 from kernels.jsonscan import FALLBACK, scan_fix_records
 from kernels.textparse import hash_ranges
-from stream.fixes import MAX_ID_CHARS, check_values
+from stream.fixes import MAX_ID_CHARS
 from stream.jsonfix import decode_records
 
 
@@ -95,9 +96,7 @@ def build_batch(partition: int, offsets: Sequence[int], values: Sequence[bytes],
             id_span[careful[ok], 1] = ends
             id_span[careful[ok], 0] = ends - np.fromiter(map(len, encoded), np.int64, len(encoded))
             blob = np.concatenate([blob, np.frombuffer(b"".join(encoded), np.uint8)])
-    ok = np.flatnonzero(status == 0)
-    status[ok] = check_values(ts_ms[ok], lat[ok], lon[ok], acc[ok], time_min_ms=time_min_ms,
-                              time_max_ms=time_max_ms)
+    check_fix_values(ts_ms, lat, lon, acc, status, time_min_ms=time_min_ms, time_max_ms=time_max_ms)
     good = np.flatnonzero(status == 0)
     start, end = id_span[good, 0], id_span[good, 1]
     offs = np.asarray(offsets, dtype=np.int64)

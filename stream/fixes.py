@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import id_table, reasons
+from kernels import id_table
+from kernels.fix_values import check_fix_values
 from kernels.textparse import hash_spans
 
 # Default plausibility bounds for replay: a fix outside them has a broken clock.
@@ -206,19 +207,9 @@ def check_values(ts_ms: np.ndarray, lat: np.ndarray, lon: np.ndarray, accuracy_m
                  time_min_ms: int, time_max_ms: int) -> np.ndarray:
     """Reason code per fix for values that parsed but cannot be right.
 
-    Returns an int8 array, 0 where the fix is usable. Vectorised: one pass of
-    numpy comparisons per rule, earliest rule wins.
+    Returns an int8 array, 0 where the fix is usable (one pass of
+    :func:`kernels.fix_values.check_fix_values`, earliest rule wins).
     """
-    status = np.zeros(ts_ms.shape[0], np.int8)
-
-    def mark(mask: np.ndarray, code: int) -> None:
-        status[(status == 0) & mask] = code
-
-    finite = np.isfinite(lat) & np.isfinite(lon)
-    mark(~finite, reasons.BAD_COORDINATES)
-    with np.errstate(invalid="ignore"):
-        mark((np.abs(lat) > 90.0) | (np.abs(lon) > 180.0), reasons.COORDINATES_OUT_OF_RANGE)
-        mark((lat == 0.0) & (lon == 0.0), reasons.NULL_ISLAND)
-        mark(~np.isnan(accuracy_m) & ~((accuracy_m >= 0.0) & np.isfinite(accuracy_m)), reasons.BAD_ACCURACY)
-    mark((ts_ms < time_min_ms) | (ts_ms >= time_max_ms), reasons.TIME_OUT_OF_RANGE)
+    status = np.zeros(np.shape(ts_ms)[0], np.int8)
+    check_fix_values(ts_ms, lat, lon, accuracy_m, status, time_min_ms=time_min_ms, time_max_ms=time_max_ms)
     return status
