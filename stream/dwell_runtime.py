@@ -151,6 +151,7 @@ class DwellRuntime:
             # each slice be delivered first, so a million visits never sit in memory as events.
             for lo in range(0, n, VISIT_SLICE):
                 await self._send_visits(tracker, Visits(*(a[lo:lo + VISIT_SLICE] for a in visits)))
+                await self.send_visit_batches(tracker)  # stage 2's share too, not a million entries at once
                 if self.drain is not None:
                     await self.drain()
             return
