@@ -139,7 +139,8 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
         except Exception:  # the consumer is not built yet
             return False
 
-    metrics = DwellMetrics(app.metrics_registry, hs, runtime=runtime, ingest=stage1, board=board, ready=ready)
+    metrics = DwellMetrics(app.metrics_registry, hs, runtime=runtime, ingest=stage1, board=board, ready=ready,
+                           every_hotspot_up_to=settings.metrics_every_hotspot_up_to)
     app.metrics = metrics
     stage1.on_batch = metrics.batch_processed
 

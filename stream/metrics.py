@@ -45,6 +45,10 @@ BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LOOP_LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LOOP_LAG_PROBE_S = 0.05  # how often the event loop's lag is sampled
+# A worker owning more hot spots than this exports per-hot-spot series only for those scheduled today or with
+# activity today (visits, presence, officers there): with 100,000 grid cells every series of every cell would
+# be over a million series a scrape, almost all zeros.
+EVERY_HOTSPOT_UP_TO = 5_000
 
 
 def package_version() -> str:
@@ -74,8 +78,10 @@ class DwellMetrics(Collector):
     """
 
     def __init__(self, registry: CollectorRegistry, hotspots: HotspotSet, *, runtime=None, ingest=None,
-                 board=None, ready=None, version: str | None = None) -> None:
+                 board=None, ready=None, version: str | None = None,
+                 every_hotspot_up_to: int = EVERY_HOTSPOT_UP_TO) -> None:
         self.hotspots = hotspots
+        self.every_hotspot_up_to = every_hotspot_up_to
         self.runtime = runtime
         self.ingest = ingest
         self.board = board
@@ -232,13 +238,24 @@ class DwellMetrics(Collector):
     def _present(self) -> Iterable:
         present = GaugeMetricFamily(f"{NAMESPACE}_officers_present", "Officers in the hot spot now (open "
                                     "visits of this worker's officers)", labels=["hotspot_id"])
-        # Zeros for the hot spots this worker owns in stage 2, so every hot
-        # spot has a series somewhere; counts wherever its officers are.
-        counts = dict.fromkeys(self.board.snapshot.hotspot_id.tolist(), 0) if self.board is not None else {}
+        # Zeros for the hot spots this worker owns in stage 2 (those it exports, see EVERY_HOTSPOT_UP_TO),
+        # so every hot spot has a series somewhere; counts wherever its officers are.
+        if self.board is not None:
+            snap = self.board.snapshot
+            counts = dict.fromkeys(snap.hotspot_id[self._exported(snap)].tolist(), 0)
+        else:
+            counts = {}
         counts.update(self._officers_present)
         for h, c in sorted(counts.items()):
             present.add_metric([h], c)
         yield present
+
+    def _exported(self, snap: BoardSnapshot) -> np.ndarray:
+        """Which of the snapshot's hot spots get per-hot-spot series (all, unless there are very many)."""
+        if len(snap) <= self.every_hotspot_up_to:
+            return np.ones(len(snap), bool)
+        present = np.array([self._officers_present.get(h, 0) > 0 for h in snap.hotspot_id.tolist()], bool)
+        return snap.scheduled | (snap.visits > 0) | (snap.presence_s > 0) | present
 
     def _board(self, snap: BoardSnapshot) -> Iterable:
         n = NAMESPACE
@@ -267,11 +284,16 @@ class DwellMetrics(Collector):
         }
         sched_n: dict[str, int] = {}
         met_n: dict[str, int] = {}
+        exported = self._exported(snap)
         for i, h in enumerate(snap.hotspot_id.tolist()):
             k = self._index.get(h)
             if k is None:
                 continue
             district = self._districts[k]
+            sched_n.setdefault(district, 0)
+            met_n.setdefault(district, 0)
+            if not exported[i]:
+                continue
             lat, lon = self._centre[h]
             hotspot_info.add_metric([], {"hotspot_id": h, "name": self.hotspots.names[k] or h,
                                          "district": district, "lat": lat, "lon": lon})
@@ -281,8 +303,6 @@ class DwellMetrics(Collector):
             families["officer"].add_metric([h], float(snap.officer_s[i]))
             families["visits"].add_metric([h], int(snap.visits[i]))
             families["patrols"].add_metric([h], int(snap.patrols[i]))
-            sched_n.setdefault(district, 0)
-            met_n.setdefault(district, 0)
             if snap.scheduled[i]:
                 families["target"].add_metric([h], float(snap.target_s[i]))
                 families["win_start"].add_metric([h], float(snap.window_start_s[i]))

@@ -54,6 +54,8 @@ class WorkerSettings:
     stage2_fetch_max_wait_ms: int = 50
     checkpoint_interval_s: float = 2.0
     metrics_refresh_s: float = 2.0  # how often the per-hot-spot series are rebuilt for scrapes
+    # Above this many owned hot spots, per-hot-spot series only for those scheduled or active today.
+    metrics_every_hotspot_up_to: int = 5_000
     # Event-time bounds relative to the wall clock; None turns the check off
     # (simulated days run in compressed event time).
     max_future_s: float | None = 300.0

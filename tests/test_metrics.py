@@ -201,6 +201,29 @@ def test_event_loop_lag_sees_a_blocked_loop(model, hotspots):
     assert s[("hotspot_dwell_event_loop_lag_seconds_sum", ())] >= 0.065
 
 
+
+def test_very_many_hotspots_export_only_the_scheduled_or_active_ones(model, hotspots):
+    owned = list(hotspots.ids)
+    board = board_with_visits(model, hotspots, owned)
+    snap = board.snapshot
+    quiet = [h for h, sch, v in zip(snap.hotspot_id.tolist(), snap.scheduled, snap.visits) if not sch and v == 0]
+    registry = CollectorRegistry()
+    m = DwellMetrics(registry, hotspots, board=board, every_hotspot_up_to=len(owned) - 1)
+    m.set_officers_present({quiet[0]: 1}, ms(16))  # an officer there now: active
+    s = samples(registry)
+    want = {h for h, sch, v in zip(snap.hotspot_id.tolist(), snap.scheduled, snap.visits) if sch or v > 0}
+    want.add(quiet[0])
+    for family in ("hotspot_dwell_hotspot_presence_seconds", "hotspot_dwell_officers_present"):
+        assert {dict(k[1])["hotspot_id"] for k in s if k[0] == family} == want
+    assert len(want) < len(owned) - 1  # quiet hot spots were left out
+    # The per-district counts still cover every scheduled hot spot.
+    assert sum(v for k, v in s.items() if k[0] == "hotspot_dwell_scheduled_hotspots") == snap.scheduled.sum()
+    # Up to the limit, every owned hot spot has its series.
+    everything = CollectorRegistry()
+    DwellMetrics(everything, hotspots, board=board, every_hotspot_up_to=len(owned))
+    assert {dict(k[1])["hotspot_id"] for k in samples(everything)
+            if k[0] == "hotspot_dwell_hotspot_presence_seconds"} == set(owned)
+
 def test_rebalanced_hotspots_lose_their_series(model, hotspots):
     registry = CollectorRegistry()
     board = board_with_visits(model, hotspots, list(hotspots.ids[:5]))
