@@ -10,7 +10,8 @@ intermediate topic, no second consumer, no re-encoding.
 Exactly-once state, at-least-once outputs with stable ids:
 
 - every ``checkpoint_interval_s`` the worker copies the state of each
-  partition that moved, marks the point on ``visit-batches`` (a ``c`` item,
+  partition that moved (partitions take turns, so the loop stalls for one
+  partition's copy at a time), marks the point on ``visit-batches`` (a ``c`` item,
   so stage 2 knows what could be re-sent), and carries on; in the
   background it waits for every output sent before the copy to be
   acknowledged, writes the copies to ``officer-checkpoints``
@@ -86,6 +87,7 @@ class Stage1Consumer:
         # checkpointed after the chunk in hand, never in the middle of it.
         self._lock = asyncio.Lock()
         self._checkpointed_offset: dict[int, int] = {}  # input offset of each partition's last snapshot
+        self._checkpointed_at: dict[int, float] = {}  # when each partition's last snapshot was taken (monotonic)
         self._last_checkpoint = time.monotonic()
         self._writing: asyncio.Task | None = None  # the checkpoint being written
         self.consumer: AIOKafkaConsumer | None = None
@@ -147,8 +149,10 @@ class Stage1Consumer:
             async with self._lock:
                 if records:
                     await self._process(records)
-                if self._writing is None and time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_s:
-                    self._writing = await self._start_checkpoint(list(self.runtime.trackers))
+                if self._writing is None:
+                    due = self.due_for_checkpoint(time.monotonic())
+                    if due is not None:
+                        self._writing = await self._start_checkpoint([due])
 
     # -- chunks -----------------------------------------------------------------------
 
@@ -206,6 +210,19 @@ class Stage1Consumer:
 
     # -- checkpoints and rebalances ---------------------------------------------------
 
+    def due_for_checkpoint(self, now: float) -> int | None:
+        """The partition to checkpoint now, if any. Partitions take turns, one every ``checkpoint_interval_s``
+        divided by their number, the one whose snapshot is oldest first (among those that moved): each copy
+        stalls the loop for one partition's state, not all of them at once, and each partition is still
+        checkpointed every ``checkpoint_interval_s``."""
+        interval = self.settings.checkpoint_interval_s
+        if not self.runtime.trackers or now - self._last_checkpoint < interval / len(self.runtime.trackers):
+            return None
+        due = [(self._checkpointed_at.get(p, float("-inf")), p) for p, t in self.runtime.trackers.items()
+               if t.last_offset != self._checkpointed_offset.get(p)]
+        oldest = min(due, default=None)
+        return oldest[1] if oldest is not None and now - oldest[0] >= interval else None
+
     async def _start_checkpoint(self, partitions: list[int]) -> asyncio.Task | None:
         """Copy the state of the partitions that moved since their last snapshot, mark the point for stage 2,
         and write the copies in the background; returns that task (None if nothing moved)."""
@@ -223,6 +240,7 @@ class Stage1Consumer:
             tracker = runtime.trackers[p]
             copies.append((p, tracker.snapshot_arrays(), tracker.last_offset))
             self._checkpointed_offset[p] = tracker.last_offset
+            self._checkpointed_at[p] = self._last_checkpoint
             runtime.mark_checkpoint(tracker)
             await runtime.send_visit_batches(tracker)
         self.batches.flush()
@@ -274,6 +292,7 @@ class Stage1Consumer:
             self.runtime.forget(partitions)
             for p in partitions:
                 self._checkpointed_offset.pop(p, None)
+                self._checkpointed_at.pop(p, None)
             self.ready = False
 
     async def on_assigned(self, assigned) -> None:

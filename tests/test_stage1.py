@@ -155,3 +155,33 @@ def test_a_corrupt_checkpoint_is_a_clear_error_not_a_wrong_state(tmp_path):
     log.records[0][0] = dataclasses.replace(first, value=b"x" + first.value[1:])
     with pytest.raises(CheckpointError, match="does not match its manifest"):
         asyncio.run(CheckpointStore(log).load(0))
+
+
+def test_partitions_take_turns_to_be_checkpointed():
+    from stream.settings import WorkerSettings
+    from stream.stage1_consumer import Stage1Consumer
+
+    consumer = Stage1Consumer(WorkerSettings(checkpoint_interval_s=2.0), test_hotspots())
+    trackers = {p: OfficerTracker(consumer.runtime.hotspots, consumer.runtime.rules, p) for p in range(4)}
+    consumer.runtime.trackers = trackers
+    consumer._last_checkpoint = 0.0
+    taken = []
+    for tick in range(100):  # 10 s in steps of 0.1 s; partitions 0-2 keep receiving fixes, 3 none after 0
+        now = tick / 10
+        for p in (0, 1, 2):
+            trackers[p].last_offset += 1
+        if tick == 0:
+            trackers[3].last_offset += 1
+        p = consumer.due_for_checkpoint(now)
+        if p is not None:  # what _start_checkpoint records
+            taken.append((now, p))
+            consumer._last_checkpoint = consumer._checkpointed_at[p] = now
+            consumer._checkpointed_offset[p] = trackers[p].last_offset
+    starts = [t for t, _ in taken]
+    # One partition at a time, at most every interval / 4 ...
+    assert all(b - a >= 0.5 - 1e-9 for a, b in zip(starts, starts[1:]))
+    for p in (0, 1, 2):
+        mine = [t for t, q in taken if q == p]
+        # ... each moving partition every interval (give or take a turn), and none more often.
+        assert all(2.0 - 1e-9 <= b - a <= 2.6 for a, b in zip(mine, mine[1:])) and len(mine) >= 4
+    assert sum(q == 3 for _, q in taken) == 1  # once: nothing came in after
