@@ -36,6 +36,7 @@ DEAD_LETTERED = (reasons.LATE, reasons.OUTSIDE_CRS)  # duplicates and speed reje
 DEAD_LETTERED_NAMES = frozenset(reasons.REASON_NAMES[c] for c in DEAD_LETTERED)
 
 Send = Callable[..., Awaitable]
+Add = Callable[[str, int, bytes | None, bytes | None, list], None]
 VISIT_SLICE = 20_000  # visits turned into events at once
 
 
@@ -53,16 +54,20 @@ class Stage1Stats:
 class DwellRuntime:
     """Trackers of the partitions this worker owns, and what they send.
 
-    ``send(topic, key, value, partition, headers)`` queues one record and
-    returns a future of its delivery.
+    ``add(topic, partition, key, value, headers)`` appends one record to its
+    partition's batch (never waits; the batch's delivery future comes back
+    through :meth:`sent`); ``send(topic, key, value, partition, headers)``
+    sends one record through the producer's own partitioner (dead letters)
+    and returns a future of its delivery.
     """
 
-    def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, send: Send) -> None:
+    def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, send: Send, add: Add) -> None:
         self.settings = settings
         self.hotspots = hotspots
         self.rules: RuleSettings = settings.rules
         self.calendar = PolicingCalendar(self.rules.timezone, self.rules.day_start)
         self._send = send
+        self._add = add  # plain calls: a coroutine per event cost more than the append itself
         self.trackers: dict[int, OfficerTracker] = {}
         self.stats = Stage1Stats(rejected={})
         self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
@@ -112,9 +117,7 @@ class DwellRuntime:
     # -- one batch ----------------------------------------------------------------------
 
     async def send(self, topic, key, value, partition, headers) -> None:
-        future = await self._send(topic, key, value, partition, headers)
-        if future is not None:  # else batched: its batch's future is added when the batch goes
-            self.sent(future)
+        self.sent(await self._send(topic, key, value, partition, headers))
 
     def sent(self, future) -> None:
         """A delivery future of outputs handed to the producer (a batch of them)."""
@@ -142,7 +145,7 @@ class DwellRuntime:
         topic = self.settings.topic("dwell-intervals")
         for q, (key, value, headers) in zip(partitions, visit_opened_events(
                 tracker.registry.ids_of(opened.officer), self._hotspot_ids[opened.hotspot], opened.start_ms)):
-            await self.send(topic, key, value, q, headers)
+            self._add(topic, q, key, value, headers)
 
     async def _send_visits(self, tracker: OfficerTracker, visits) -> None:
         n = len(visits.start_ms)
@@ -167,8 +170,8 @@ class DwellRuntime:
             self._outbox.setdefault(q, []).append(["v", vid, h, start, end])
         for kind, i, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
                                                          visits.n_fixes, self.rules.min_patrol_s, ids):
-            await self.send(self.settings.topic(kind), key, value, int(self._event_partitions[kind][visits.hotspot[i]]),
-                            headers)
+            self._add(self.settings.topic(kind), int(self._event_partitions[kind][visits.hotspot[i]]), key, value,
+                      headers)
             if kind == "patrol-events":
                 self.stats.patrols += 1
             else:
@@ -253,7 +256,7 @@ class DwellRuntime:
         key = f"p{tracker.partition}".encode()
         for q, items in sorted(outbox.items()):
             for value in visit_batch_messages(tracker.partition, items):
-                await self.send(self.settings.topic("visit-batches"), key, value, q, None)
+                self._add(self.settings.topic("visit-batches"), q, key, value, None)
 
     def _day_end_after(self, ts_ms: int) -> int:
         day = self.calendar.day_of_ms(ts_ms)

@@ -76,7 +76,7 @@ class Stage1Consumer:
 
     def __init__(self, settings: WorkerSettings, hotspots: HotspotSet, client_kwargs: dict | None = None) -> None:
         self.settings = settings
-        self.runtime = DwellRuntime(settings, hotspots, self._send)
+        self.runtime = DwellRuntime(settings, hotspots, self._send, self._add)
         self.runtime.drain = self._drain
         self.stats = IngestStats()
         self.on_batch: BatchHook | None = None
@@ -157,10 +157,11 @@ class Stage1Consumer:
     # -- chunks -----------------------------------------------------------------------
 
     async def _send(self, topic, key, value, partition, headers):
-        if partition is None:  # a dead letter (rare): the producer's partitioner, as for the input
-            return await self.producer.send(topic, value=value, key=key, headers=headers)
+        # Dead letters (rare): the producer's partitioner, as for the input.
+        return await self.producer.send(topic, value=value, key=key, partition=partition, headers=headers)
+
+    def _add(self, topic, partition, key, value, headers) -> None:
         self.batches.add(topic, partition, key, value, headers)
-        return None
 
     async def _drain(self) -> None:
         await self.batches.handed_over()
