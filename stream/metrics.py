@@ -163,9 +163,12 @@ class DwellMetrics(Collector):
         yield ready
         yield from self._engine()
         yield from self._visits()
-        yield from self._present()
-        if self.board is not None:
-            yield from self._board(self.board.snapshot)
+        # One snapshot and one choice of hot spots for the whole scrape (refreshes run in the event loop).
+        snap = self.board.snapshot if self.board is not None else None
+        exported = self._exported(snap) if snap is not None else None
+        yield from self._present(snap, exported)
+        if snap is not None:
+            yield from self._board(snap, exported)
 
     def _engine(self) -> Iterable:
         n = NAMESPACE
@@ -235,16 +238,12 @@ class DwellMetrics(Collector):
         yield dwell
         yield done
 
-    def _present(self) -> Iterable:
+    def _present(self, snap: BoardSnapshot | None, exported: np.ndarray | None) -> Iterable:
         present = GaugeMetricFamily(f"{NAMESPACE}_officers_present", "Officers in the hot spot now (open "
                                     "visits of this worker's officers)", labels=["hotspot_id"])
         # Zeros for the hot spots this worker owns in stage 2 (those it exports, see EVERY_HOTSPOT_UP_TO),
         # so every hot spot has a series somewhere; counts wherever its officers are.
-        if self.board is not None:
-            snap = self.board.snapshot
-            counts = dict.fromkeys(snap.hotspot_id[self._exported(snap)].tolist(), 0)
-        else:
-            counts = {}
+        counts = dict.fromkeys(snap.hotspot_id[exported].tolist(), 0) if snap is not None else {}
         counts.update(self._officers_present)
         for h, c in sorted(counts.items()):
             present.add_metric([h], c)
@@ -254,10 +253,10 @@ class DwellMetrics(Collector):
         """Which of the snapshot's hot spots get per-hot-spot series (all, unless there are very many)."""
         if len(snap) <= self.every_hotspot_up_to:
             return np.ones(len(snap), bool)
-        present = np.array([self._officers_present.get(h, 0) > 0 for h in snap.hotspot_id.tolist()], bool)
+        present = np.isin(snap.hotspot_id, [h for h, c in self._officers_present.items() if c > 0])
         return snap.scheduled | (snap.visits > 0) | (snap.presence_s > 0) | present
 
-    def _board(self, snap: BoardSnapshot) -> Iterable:
+    def _board(self, snap: BoardSnapshot, exported: np.ndarray) -> Iterable:
         n = NAMESPACE
         hotspot_info = InfoMetricFamily(f"{n}_hotspot", "Hot spots of this worker's stage-2 partitions: name, "
                                         "district and centre (for maps)")
@@ -284,7 +283,6 @@ class DwellMetrics(Collector):
         }
         sched_n: dict[str, int] = {}
         met_n: dict[str, int] = {}
-        exported = self._exported(snap)
         for i, h in enumerate(snap.hotspot_id.tolist()):
             k = self._index.get(h)
             if k is None:
