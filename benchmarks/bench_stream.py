@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
     ap.add_argument("--skip", default="", help="comma-separated configuration names to leave out")
     ap.add_argument("--only", default="", help="comma-separated configuration names to run (default: all)")
+    ap.add_argument("--load-linger-ms", type=int, help="linger of the latency load's producer (default: 20 ms)")
+    ap.add_argument("--latency-repeat", type=int, help="latency runs per offered rate (default: 3)")
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs per configuration (median reported)")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -64,7 +66,8 @@ def main(argv=None) -> int:
               f"{cfg['workers']} worker(s)", flush=True)
         ns = Namespace(brokers=None, hotspots=cfg["hotspots"], officers=cfg["officers"], fixes=cfg["fixes"],
                        workers=cfg["workers"], partitions=4, rates=cfg["rates"], seconds=args.seconds,
-                       workdir=str(work / cfg["name"]), repeat=args.repeat)
+                       workdir=str(work / cfg["name"]), repeat=args.repeat,
+                       load_linger_ms=args.load_linger_ms, latency_repeat=args.latency_repeat)
         result = run(ns)
         t = result["throughput"]
         print(f"   engine {t['engine_fixes_per_s']:,} fixes/s, raw {t['raw_consume_fixes_per_s']:,} "
@@ -94,8 +97,34 @@ def main(argv=None) -> int:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     if "base" in {r["name"] for r in runs}:
         draw(runs, RESULTS / f"{name}.png")
-    print(f"wrote {RESULTS / (name + '.json')} and {name}.png")
+        draw_latency_by_second(by["base"]["latency"], RESULTS / f"{name}-latency.png")
+    print(f"wrote {RESULTS / (name + '.json')}, {name}.png and {name}-latency.png")
     return 0 if all(r["check"]["equal"] for r in runs) else 1
+
+
+def draw_latency_by_second(latency: list[dict], path: Path) -> None:
+    """Each latency run's p99 second by second, engine against the floor: the broker's drift shows as both rising."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(latency), figsize=(5 * len(latency), 4), sharey=True, squeeze=False)
+    for ax, lat in zip(axes[0], latency):
+        for i, run in enumerate(lat["runs"]):
+            for key, style, alpha in (("engine", "-", 1.0), ("floor", "--", 0.5)):
+                rows = [r for r in run[key]["by_second"] if r[2] is not None]
+                ax.plot([r[0] for r in rows], [r[2] for r in rows], style, color=f"C{i}", alpha=alpha,
+                        label=f"run {i + 1}, {key}")
+        ax.axhline(50, color="grey", lw=0.8)
+        ax.set_title(f"{lat['offered_fixes_per_s']:,.0f} fixes/s offered (load linger {lat['load_linger_ms']} ms)",
+                     loc="left", fontsize=9)
+        ax.set_xlabel("second of the run")
+    axes[0][0].set_ylabel("p99 fix to visit.opened, ms")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def draw(runs: list[dict], path: Path) -> None:
@@ -160,3 +189,4 @@ def draw(runs: list[dict], path: Path) -> None:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -315,37 +315,6 @@ def replay_visits(load: Load, prefix: str, workdir: Path) -> set[tuple]:
                    result.visits["start"].tolist(), result.visits["end"].tolist(), result.visits["fixes"].tolist()))
 
 
-def latency(bootstrap: str, load: Load, rates: list[float], seconds: float, partitions: int, workdir: Path,
-            prefix: str) -> list[dict]:
-    """p50/p99/max fix-to-visit.opened latency of a fresh worker (reorder window 0) at each offered rate, and the
-    pass-through floor at the same rate, each on topics of their own (:mod:`stream.bench_latency`)."""
-    from stream.bench_latency import forwarded_probe, offer, opened_probe, start_forwarder
-    from stream.settings import WorkerSettings
-
-    out = []
-    for rate in rates:
-        engine, floor = f"{prefix}{rate:.0f}e.", f"{prefix}{rate:.0f}f."
-        asyncio.run(create_topics(bootstrap, [engine + "location-fixes", floor + "location-fixes",
-                                              floor + "forwarded"], partitions))
-        w = Worker(bootstrap, engine, load.hotspots_path, workdir, partitions, f"{engine}w", "--reorder-window-s", "0")
-        try:
-            wait_ready([w])
-            measured = asyncio.run(offer(bootstrap, engine + "location-fixes", engine + "dwell-intervals", opened_probe,
-                                         load, rate, seconds, T0_MS))
-        finally:
-            w.stop()
-        fw = start_forwarder(bootstrap, floor + "location-fixes", floor + "forwarded", WorkerSettings().fetch_max_wait_ms,
-                             workdir / f"{floor}forwarder.log")
-        try:
-            base = asyncio.run(offer(bootstrap, floor + "location-fixes", floor + "forwarded", forwarded_probe, load,
-                                     rate, seconds, T0_MS))
-        finally:
-            stop_process(fw, 10.0)
-        measured["floor"] = {k: base[k] for k in ("p50_ms", "p99_ms", "max_ms", "probes", "lost_probes")}
-        out.append(measured)
-    return out
-
-
 def default_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="hotspot-dwell-bench-"))
 
@@ -354,6 +323,7 @@ def run(args) -> dict:
     """One configuration: throughput, the replay check, latency at each offered rate (the CLI's ``bench``)."""
     from tqdm import tqdm
 
+    from stream.bench_latency import LATENCY_REPEATS, LOAD_LINGER_MS, latency
     from stream.broker import EmbeddedBroker
 
     workdir = Path(args.workdir) if args.workdir else default_workdir()
@@ -369,12 +339,15 @@ def run(args) -> dict:
         result = {"throughput": measured,
                   "check": {"replay_visits": len(want), "stream_visits": len(got), "equal": got == want,
                             "missing": len(want - got), "extra": len(got - want)}}
-        rates = [float(r) for r in args.rates.split(",") if r]
-        result["latency"] = latency(bootstrap, load, rates, args.seconds, args.partitions, workdir, f"{tag}l.") \
-            if rates else []
         return result
 
     if args.brokers:
-        return body(args.brokers)
-    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-        return body(broker.bootstrap)
+        result = body(args.brokers)
+    else:
+        with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+            result = body(broker.bootstrap)
+    rates = [float(r) for r in args.rates.split(",") if r]
+    result["latency"] = latency(args.brokers, load, rates, args.seconds, args.partitions, workdir,
+                                f"l{int(time.time())}.", getattr(args, "load_linger_ms", None) or LOAD_LINGER_MS,
+                                getattr(args, "latency_repeat", None) or LATENCY_REPEATS) if rates else []
+    return result

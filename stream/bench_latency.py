@@ -1,6 +1,6 @@
 """Latency of one worker at set offered rates, beside the broker's own floor.
 
-For each offered rate, on topics of their own:
+For each offered rate, on a broker of its own and topics of their own:
 
 - **engine**: a fresh worker (reorder window 0, so a fix is used on arrival)
   takes the bench load at that rate; about 200 probe fixes a second, each
@@ -11,13 +11,22 @@ For each offered rate, on topics of their own:
   the forwarded record. It is what the broker and the client cost on this
   machine; the engine's latency can only be above it.
 
-Why topics of their own: the embedded broker (Tansu, memory storage) gets
-slower to fetch from a topic as the topic fills (a pass-through at 5,000
-records/s goes from 13 ms to 57 ms p50 within 20 s; written to another
-topic, the same records leave it at 9-13 ms), which no Kafka broker does.
-The load is produced with a 5 ms linger, Kafka's producer default since 4.0
-(KIP-1030); the first second of each run (connections, first calls) is not
-counted.
+Both are run ``repeats`` times, alternating, and the medians reported: on a
+shared machine one 10 s run's p99 moves by 20 ms from one run to the next.
+
+Why a fresh broker each time, and why the load's producer lingers 20 ms: the
+embedded broker (Tansu 0.6, memory storage) keeps a cache entry for every
+object it stored or served in the last ten minutes (each record batch is an
+object) and scans all of them on every get and put (``Cache::evict`` in
+tansu-storage's dynostore.rs); its fetch also lists every batch stored in the
+partition. So each request costs more with every batch of the last ten
+minutes, on any topic: a pass-through at 5,000 records/s in 5 ms batches
+(Kafka's default linger) goes from 20 ms to 45 ms p50 within 10 s, while
+batches of 20 ms keep it flat (p50 23-24 ms, p99 36-41 ms over the same 10 s).
+A gateway feeding thousands of radios would batch so anyway. The linger is
+inside the measured latency (the probes ride in the load's batches). The first
+second of each run (connections, first calls) is not counted; ``by_second``
+gives the percentiles of each following second.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.producer import fix_json
 
-LOAD_LINGER_MS = 5  # Kafka's producer default since 4.0
+LOAD_LINGER_MS = 20  # a fix gateway's producer batching (see above)
+LATENCY_REPEATS = 3
 WARMUP_S = 1.0
 PROBES_PER_S = 200
 
@@ -59,7 +69,7 @@ def forwarded_probe(m) -> str | None:
 
 
 async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, rate: float, seconds: float,
-                t0_ms: int) -> dict:
+                t0_ms: int, load_linger_ms: int = LOAD_LINGER_MS) -> dict:
     """Offer the load to ``source`` at ``rate`` fixes/s for ``seconds``; probes are timed to ``sink``."""
     probe_every = max(1, int(rate // PROBES_PER_S))
     lon_c, lat_c = load.hotspots.centroids_wgs84
@@ -68,10 +78,10 @@ async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, r
     await consumer.start()
     while not consumer.assignment():
         await consumer.getmany(timeout_ms=100)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=LOAD_LINGER_MS)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=load_linger_ms)
     await producer.start()
     sent: dict[str, float] = {}
-    lat: list[float] = []
+    lat: list[tuple[float, float]] = []  # (sent, latency) of each probe
     warm_until = time.perf_counter() + WARMUP_S
 
     async def read():
@@ -82,7 +92,7 @@ async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, r
                     probe = match(m)
                     t = sent.pop(probe, None) if probe is not None else None
                     if t is not None and t >= warm_until:
-                        lat.append(now - t)
+                        lat.append((t, now - t))
 
     reader = asyncio.create_task(read())
     n_total = int(rate * (seconds + WARMUP_S))
@@ -110,9 +120,11 @@ async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, r
         reader.cancel()
         await producer.stop()
         await consumer.stop()
-    a = np.array(lat) * 1000
+    when, a = (np.array(lat).reshape(-1, 2) * [1, 1000]).T
+    second = np.floor(when - warm_until).astype(np.int64)
+    by_second = [[int(s), *_percentiles(a[second == s]).values()] for s in np.unique(second)]
     return {"offered_fixes_per_s": rate, "achieved_offer_per_s": round(offered), "probes": int(a.size),
-            "lost_probes": len(sent), **_percentiles(a)}
+            "lost_probes": len(sent), **_percentiles(a), "by_second": by_second}
 
 
 async def forward(bootstrap: str, source: str, sink: str, fetch_max_wait_ms: int) -> None:
@@ -147,3 +159,67 @@ def start_forwarder(bootstrap: str, source: str, sink: str, fetch_max_wait_ms: i
         proc.kill()
         raise RuntimeError(f"the pass-through forwarder did not start; see {log}")
     return proc
+
+
+def latency(brokers: str | None, load, rates: list[float], seconds: float, partitions: int, workdir: Path,
+            prefix: str, load_linger_ms: int = LOAD_LINGER_MS, repeats: int = LATENCY_REPEATS) -> list[dict]:
+    """Fix-to-``visit.opened`` latency of a fresh worker (reorder window 0) at each offered rate, beside the
+    pass-through floor, ``repeats`` times each, engine and floor alternating; medians over the repeats.
+
+    Without ``brokers`` every measurement gets a broker of its own, started fresh (see the module's docstring)."""
+    from stream.bench import T0_MS, Worker, create_topics, wait_ready
+    from stream.broker import EmbeddedBroker, stop_process
+    from stream.settings import WorkerSettings
+
+    def engine_run(bootstrap: str, topics: str, rate: float) -> dict:
+        asyncio.run(create_topics(bootstrap, [topics + "location-fixes"], partitions))
+        w = Worker(bootstrap, topics, load.hotspots_path, workdir, partitions, f"{topics}w", "--reorder-window-s", "0")
+        try:
+            wait_ready([w])
+            return asyncio.run(offer(bootstrap, topics + "location-fixes", topics + "dwell-intervals", opened_probe,
+                                     load, rate, seconds, T0_MS, load_linger_ms))
+        finally:
+            w.stop()
+
+    def floor_run(bootstrap: str, topics: str, rate: float) -> dict:
+        asyncio.run(create_topics(bootstrap, [topics + "location-fixes", topics + "forwarded"], partitions))
+        fw = start_forwarder(bootstrap, topics + "location-fixes", topics + "forwarded",
+                             WorkerSettings().fetch_max_wait_ms, workdir / f"{topics}forwarder.log")
+        try:
+            return asyncio.run(offer(bootstrap, topics + "location-fixes", topics + "forwarded", forwarded_probe,
+                                     load, rate, seconds, T0_MS, load_linger_ms))
+        finally:
+            stop_process(fw, 10.0)
+
+    def on_a_broker(run, topics: str, rate: float) -> dict:
+        if brokers:
+            return run(brokers, topics, rate)
+        with EmbeddedBroker(log_path=workdir / f"{topics}broker.log") as broker:
+            return run(broker.bootstrap, topics, rate)
+
+    def medians(runs: list[dict]) -> dict:
+        return {k: (round(float(np.median([r[k] for r in runs])), 1) if all(r[k] is not None for r in runs) else None)
+                for k in ("p50_ms", "p99_ms", "max_ms")}
+
+    from tqdm import tqdm
+
+    out = []
+    progress = tqdm(total=2 * repeats * len(rates), desc="latency runs (engine, floor)", unit="run", leave=False)
+    for rate in rates:
+        runs = []
+        for i in range(repeats):
+            engine = on_a_broker(engine_run, f"{prefix}{rate:.0f}r{i}e.", rate)
+            progress.update()
+            runs.append({"engine": engine, "floor": on_a_broker(floor_run, f"{prefix}{rate:.0f}r{i}f.", rate)})
+            progress.update()
+        engine = [r["engine"] for r in runs]
+        floor = [r["floor"] for r in runs]
+        out.append({"offered_fixes_per_s": rate, "load_linger_ms": load_linger_ms, "repeats": repeats,
+                    "achieved_offer_per_s": round(float(np.median([r["achieved_offer_per_s"] for r in engine]))),
+                    "probes": sum(r["probes"] for r in engine), "lost_probes": sum(r["lost_probes"] for r in engine),
+                    **medians(engine),
+                    "floor": {**medians(floor), "probes": sum(r["probes"] for r in floor),
+                              "lost_probes": sum(r["lost_probes"] for r in floor)},
+                    "runs": runs})
+    progress.close()
+    return out
