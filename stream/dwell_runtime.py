@@ -3,8 +3,8 @@
 :mod:`stream.stage1_consumer` drives it: each chunk of ``location-fixes`` a
 partition receives goes through :meth:`DwellRuntime.handle` (visits opened
 and closed, dead letters), :meth:`close_day_if_due` and
-:meth:`send_visit_batches` (stage 2's share). Outputs are sent as they are
-made; :meth:`flush_outputs` waits for all of them, which a checkpoint does
+:meth:`feed_stage2_if_due` (stage 2's share, at most every
+``stage2_feed_interval_s``). Events are sent as they are made; :meth:`flush_outputs` waits for all of them, which a checkpoint does
 first, so a checkpoint never includes an output that was lost.
 """
 
@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -74,9 +75,10 @@ class DwellRuntime:
         self._inflight: list = []  # delivery futures not yet known done
         self.delivery_error: BaseException | None = None  # the first output that failed: no checkpoint after it
         self.drain: Callable[[], Awaitable] | None = None  # hands queued outputs over and waits for them
-        # Stage 2's share of the current chunk, per stage-2 partition, in
-        # order: closed visits, day marks, checkpoint marks.
-        self._outbox: dict[int, list] = {}
+        # Stage 2's share not yet sent, per input partition and stage-2
+        # partition, in order: closed visits, day marks, checkpoint marks.
+        self._outboxes: dict[int, dict[int, list]] = {}
+        self._fed_at: dict[int, float] = {}  # when each input partition's share was last sent
         self._partition_of_hotspot = np.array([partition_of(h.encode(), settings.partitions) for h in hotspots.ids],
                                               dtype=np.int64)
         # Events keyed by hot spot go where Kafka's default partitioner would put them,
@@ -101,7 +103,8 @@ class DwellRuntime:
         """Partitions revoked: their state lives on in their checkpoints."""
         for p in partitions:
             self.trackers.pop(p, None)
-        self._outbox = {}
+            self._outboxes.pop(p, None)
+            self._fed_at.pop(p, None)
 
     def take_inflight(self) -> list:
         """The delivery futures of every output sent so far (the caller waits for them)."""
@@ -165,9 +168,10 @@ class DwellRuntime:
         hotspot_ids = self._hotspot_ids[visits.hotspot]
         ids = [visit_id(o, h, start) for o, h, start in zip(officers.tolist(), hotspot_ids.tolist(),
                                                               visits.start_ms.tolist())]
+        outbox = self._outbox(tracker)
         for vid, h, q, start, end in zip(ids, hotspot_ids.tolist(), self._partition_of_hotspot[visits.hotspot].tolist(),
                                          visits.start_ms.tolist(), visits.end_ms.tolist()):
-            self._outbox.setdefault(q, []).append(["v", vid, h, start, end])
+            outbox.setdefault(q, []).append(["v", vid, h, start, end])
         for kind, i, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
                                                          visits.n_fixes, self.rules.min_patrol_s, ids):
             self._add(self.settings.topic(kind), int(self._event_partitions[kind][visits.hotspot[i]]), key, value,
@@ -240,19 +244,34 @@ class DwellRuntime:
     async def _mark(self, tracker: OfficerTracker, day: dt.date, had_visits: bool) -> None:
         # In band for every stage-2 partition, after this partition's visits,
         # so a mark can never overtake them.
+        outbox = self._outbox(tracker)
         for q in range(self.settings.partitions):
-            self._outbox.setdefault(q, []).append(["m", day.isoformat(), bool(had_visits)])
+            outbox.setdefault(q, []).append(["m", day.isoformat(), bool(had_visits)])
 
     def mark_checkpoint(self, tracker: OfficerTracker) -> None:
         """Tell every stage-2 partition that this partition's state up to here is checkpointed: stage 2
         then forgets the visit ids it kept to recognise visits re-sent after a restart."""
+        outbox = self._outbox(tracker)
         for q in range(self.settings.partitions):
-            self._outbox.setdefault(q, []).append(["c", int(tracker.last_offset)])
+            outbox.setdefault(q, []).append(["c", int(tracker.last_offset)])
 
-    async def send_visit_batches(self, tracker: OfficerTracker) -> None:
-        """Send stage 2 its share of the chunk just processed: per stage-2 partition one message, or
-        several under the broker's size limit (a day's close can close every open visit at once)."""
-        outbox, self._outbox = self._outbox, {}
+    def _outbox(self, tracker: OfficerTracker) -> dict[int, list]:
+        return self._outboxes.setdefault(tracker.partition, {})
+
+    async def feed_stage2_if_due(self, tracker: OfficerTracker, now: float) -> None:
+        """Send this partition's share to stage 2 if ``stage2_feed_interval_s`` has passed since it last sent
+        one (so the first after a quiet spell goes at once)."""
+        if now - self._fed_at.get(tracker.partition, float("-inf")) >= self.settings.stage2_feed_interval_s:
+            await self.send_visit_batches(tracker, now)
+
+    async def send_visit_batches(self, tracker: OfficerTracker, now: float | None = None) -> None:
+        """Send stage 2 this partition's share now (``now``: ``time.monotonic()`` if not given): per stage-2
+        partition one message, or several under the broker's size limit (a day's close can close every open
+        visit at once)."""
+        outbox = self._outboxes.pop(tracker.partition, None)
+        if not outbox:
+            return
+        self._fed_at[tracker.partition] = time.monotonic() if now is None else now
         key = f"p{tracker.partition}".encode()
         for q, items in sorted(outbox.items()):
             for value in visit_batch_messages(tracker.partition, items):

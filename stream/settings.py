@@ -49,8 +49,11 @@ class WorkerSettings:
     ingest_max_records: int = 20_000
     fetch_max_wait_ms: int = 5
     producer_linger_ms: int = 0
-    # Stage 2 (Faust) gets one message per chunk of stage 1 and its outputs are
-    # not latency-critical: a longer wait spares a fetch request every 5 ms.
+    # Stage 2 (Faust) and its outputs are not latency-critical: stage 1 feeds it
+    # at most this often per input partition (one message per stage-2
+    # partition with everything since), and it waits longer for a fetch. Every
+    # message costs Faust and the broker, whatever it holds.
+    stage2_feed_interval_s: float = 0.05
     stage2_fetch_max_wait_ms: int = 50
     checkpoint_interval_s: float = 2.0
     metrics_refresh_s: float = 2.0  # how often the per-hot-spot series are rebuilt for scrapes

@@ -149,6 +149,8 @@ class Stage1Consumer:
             async with self._lock:
                 if records:
                     await self._process(records)
+                # Also when idle, and for partitions that got nothing this time: nothing waits for company long.
+                await self._feed_stage2_due()
                 if self._writing is None:
                     due = self.due_for_checkpoint(time.monotonic())
                     if due is not None:
@@ -187,7 +189,6 @@ class Stage1Consumer:
             elif msgs[-1].offset > tracker.last_offset:
                 tracker.last_offset = msgs[-1].offset  # a chunk of bad records only: read past it
             await runtime.close_day_if_due(tracker)
-            await runtime.send_visit_batches(tracker)
             self.stats.records += len(msgs)
             self.stats.batches += 1
             if self.on_batch is not None:
@@ -195,6 +196,12 @@ class Stage1Consumer:
         self.batches.flush()
         if self.batches.congested:  # the broker is behind: wait for it rather than queue without bound
             await self.batches.handed_over()
+
+    async def _feed_stage2_due(self) -> None:
+        now = time.monotonic()
+        for tracker in list(self.runtime.trackers.values()):
+            await self.runtime.feed_stage2_if_due(tracker, now)
+        self.batches.flush()
 
     async def _dead_letter(self, partition, msgs, bad, reason) -> None:
         if not len(bad):

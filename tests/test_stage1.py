@@ -185,3 +185,53 @@ def test_partitions_take_turns_to_be_checkpointed():
         # ... each moving partition every interval (give or take a turn), and none more often.
         assert all(2.0 - 1e-9 <= b - a <= 2.6 for a, b in zip(mine, mine[1:])) and len(mine) >= 4
     assert sum(q == 3 for _, q in taken) == 1  # once: nothing came in after
+
+
+def test_stage2_is_fed_at_most_every_interval_each_partition_in_its_own_messages():
+    import asyncio
+    import datetime as dt
+    import time
+
+    from stream.settings import WorkerSettings
+    from stream.stage1_consumer import Stage1Consumer
+    from stream.stage2 import VisitBatch
+
+    consumer = Stage1Consumer(WorkerSettings(stage2_feed_interval_s=0.05, partitions=2), test_hotspots())
+    runtime = consumer.runtime
+    sent = []
+    runtime._add = lambda topic, q, key, value, headers: sent.append((q, key, VisitBatch.decode(value)))
+    a, b = runtime.new_tracker(0), runtime.new_tracker(1)
+    runtime.trackers = {0: a, 1: b}
+    t0 = time.monotonic()
+
+    def feed(now):
+        for tracker in (a, b):
+            asyncio.run(runtime.feed_stage2_if_due(tracker, now))
+        got = list(sent)
+        sent.clear()
+        return got
+
+    a.last_offset = 7
+    runtime.mark_checkpoint(a)
+    first = feed(t0)  # never fed before: goes at once
+    assert sorted((q, key, m.src, m.items) for q, key, m in first) == [(q, b"p0", 0, [["c", 7]]) for q in (0, 1)]
+    asyncio.run(runtime._mark(a, dt.date(2024, 3, 30), had_visits=True))
+    a.last_offset = 9
+    runtime.mark_checkpoint(a)
+    asyncio.run(runtime._mark(b, dt.date(2024, 3, 29), had_visits=False))
+    # Within the interval partition 0 waits; partition 1 was never fed, so its share goes.
+    assert [(q, m.src, m.items) for q, _, m in feed(t0 + 0.02)] == [(0, 1, [["m", "2024-03-29", False]]),
+                                                                   (1, 1, [["m", "2024-03-29", False]])]
+    assert feed(t0 + 0.04) == []
+    # After it, everything partition 0 held, in order, in one message per stage-2 partition.
+    later = feed(t0 + 0.06)
+    assert [(q, m.src, m.items) for q, _, m in later] == [(q, 0, [["m", "2024-03-30", True], ["c", 9]])
+                                                          for q in (0, 1)]
+    # A forced send (checkpoint, day close) goes whatever the interval; forgetting a partition drops its share.
+    runtime.mark_checkpoint(b)
+    asyncio.run(runtime.send_visit_batches(b))
+    assert [m.src for _, _, m in sent] == [1, 1]
+    sent.clear()
+    runtime.mark_checkpoint(a)
+    runtime.forget([0])
+    assert feed(t0 + 1.0) == []
