@@ -4,8 +4,9 @@
 partition receives goes through :meth:`DwellRuntime.handle` (visits opened
 and closed, dead letters), :meth:`close_day_if_due` and
 :meth:`feed_stage2_if_due` (stage 2's share, at most every
-``stage2_feed_interval_s``). Events are sent as they are made; :meth:`flush_outputs` waits for all of them, which a checkpoint does
-first, so a checkpoint never includes an output that was lost.
+``stage2_feed_interval_s``). Events are sent as they are made;
+:meth:`flush_outputs` waits for all of them, which a checkpoint does first,
+so a checkpoint never includes an output that was lost.
 """
 
 from __future__ import annotations
