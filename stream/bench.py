@@ -17,8 +17,8 @@ broker (or ``--brokers``):
 5. latency: a fresh worker (reorder window 0, so a fix is used on arrival)
    takes the load at each offered rate; probe fixes of new officers inside
    hot spots are timed from being sent to the ``visit.opened`` they cause,
-   beside a pass-through forwarder on the same broker: the floor
-   (:mod:`stream.bench_latency`).
+   beside a pass-through forwarder (the floor), each run on a fresh
+   embedded broker, three times alternating (:mod:`stream.bench_latency`).
 
 Pure orchestration over real processes: nothing here is faked or modelled.
 """

@@ -167,6 +167,8 @@ def latency(brokers: str | None, load, rates: list[float], seconds: float, parti
     pass-through floor, ``repeats`` times each, engine and floor alternating; medians over the repeats.
 
     Without ``brokers`` every measurement gets a broker of its own, started fresh (see the module's docstring)."""
+    from tqdm import tqdm
+
     from stream.bench import T0_MS, Worker, create_topics, wait_ready
     from stream.broker import EmbeddedBroker, stop_process
     from stream.settings import WorkerSettings
@@ -201,16 +203,14 @@ def latency(brokers: str | None, load, rates: list[float], seconds: float, parti
         return {k: (round(float(np.median([r[k] for r in runs])), 1) if all(r[k] is not None for r in runs) else None)
                 for k in ("p50_ms", "p99_ms", "max_ms")}
 
-    from tqdm import tqdm
-
     out = []
     progress = tqdm(total=2 * repeats * len(rates), desc="latency runs (engine, floor)", unit="run", leave=False)
     for rate in rates:
         runs = []
         for i in range(repeats):
-            engine = on_a_broker(engine_run, f"{prefix}{rate:.0f}r{i}e.", rate)
+            measured = on_a_broker(engine_run, f"{prefix}{rate:.0f}r{i}e.", rate)
             progress.update()
-            runs.append({"engine": engine, "floor": on_a_broker(floor_run, f"{prefix}{rate:.0f}r{i}f.", rate)})
+            runs.append({"engine": measured, "floor": on_a_broker(floor_run, f"{prefix}{rate:.0f}r{i}f.", rate)})
             progress.update()
         engine = [r["engine"] for r in runs]
         floor = [r["floor"] for r in runs]
