@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
     ap.add_argument("--skip", default="", help="comma-separated configuration names to leave out")
     ap.add_argument("--only", default="", help="comma-separated configuration names to run (default: all)")
-    ap.add_argument("--load-linger-ms", type=int, help="linger of the latency load's producer (default: 20 ms)")
+    ap.add_argument("--gateway-batch-ms", type=int, help="the latency load's gateway writes a batch per partition every this many ms (default: 50)")
     ap.add_argument("--latency-repeat", type=int, help="latency runs per offered rate (default: 3)")
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs per configuration (median reported)")
     args = ap.parse_args(argv)
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         ns = Namespace(brokers=None, hotspots=cfg["hotspots"], officers=cfg["officers"], fixes=cfg["fixes"],
                        workers=cfg["workers"], partitions=4, rates=cfg["rates"], seconds=args.seconds,
                        workdir=str(work / cfg["name"]), repeat=args.repeat,
-                       load_linger_ms=args.load_linger_ms, latency_repeat=args.latency_repeat)
+                       gateway_batch_ms=args.gateway_batch_ms, latency_repeat=args.latency_repeat)
         result = run(ns)
         t = result["throughput"]
         print(f"   engine {t['engine_fixes_per_s']:,} fixes/s, raw {t['raw_consume_fixes_per_s']:,} "
@@ -117,7 +117,7 @@ def draw_latency_by_second(latency: list[dict], path: Path) -> None:
                 ax.plot([r[0] for r in rows], [r[2] for r in rows], style, color=f"C{i}", alpha=alpha,
                         label=f"run {i + 1}, {key}")
         ax.axhline(50, color="grey", lw=0.8)
-        ax.set_title(f"{lat['offered_fixes_per_s']:,.0f} fixes/s offered (load linger {lat['load_linger_ms']} ms)",
+        ax.set_title(f"{lat['offered_fixes_per_s']:,.0f} fixes/s offered (gateway batches every {lat['gateway_batch_ms']} ms)",
                      loc="left", fontsize=9)
         ax.set_xlabel("second of the run")
     axes[0][0].set_ylabel("p99 fix to visit.opened, ms")

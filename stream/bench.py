@@ -15,10 +15,12 @@ broker (or ``--brokers``):
    end offsets while they work, so it takes no CPU from them;
 4. the visits the workers published equal the replay of the same fixes;
 5. latency: a fresh worker (reorder window 0, so a fix is used on arrival)
-   takes the load at each offered rate; probe fixes of new officers inside
-   hot spots are timed from being sent to the ``visit.opened`` they cause,
-   beside a pass-through forwarder (the floor), each run on a fresh
-   embedded broker, three times alternating (:mod:`stream.bench_latency`).
+   that has read every officer's first fix takes the rest of the load at
+   each offered rate, as a fix gateway writes it (a batch per partition
+   every 50 ms); probe fixes of new officers inside hot spots are timed from
+   their arrival to the ``visit.opened`` they cause, beside a pass-through
+   forwarder (the floor), each run on a fresh embedded broker, three times
+   alternating (:mod:`stream.bench_latency`).
 
 Pure orchestration over real processes: nothing here is faked or modelled.
 """
@@ -323,7 +325,7 @@ def run(args) -> dict:
     """One configuration: throughput, the replay check, latency at each offered rate (the CLI's ``bench``)."""
     from tqdm import tqdm
 
-    from stream.bench_latency import LATENCY_REPEATS, LOAD_LINGER_MS, latency
+    from stream.bench_latency import LATENCY_REPEATS, GATEWAY_BATCH_MS, latency
     from stream.broker import EmbeddedBroker
 
     workdir = Path(args.workdir) if args.workdir else default_workdir()
@@ -348,6 +350,6 @@ def run(args) -> dict:
             result = body(broker.bootstrap)
     rates = [float(r) for r in args.rates.split(",") if r]
     result["latency"] = latency(args.brokers, load, rates, args.seconds, args.partitions, workdir,
-                                f"l{int(time.time())}.", getattr(args, "load_linger_ms", None) or LOAD_LINGER_MS,
+                                f"l{int(time.time())}.", getattr(args, "gateway_batch_ms", None) or GATEWAY_BATCH_MS,
                                 getattr(args, "latency_repeat", None) or LATENCY_REPEATS) if rates else []
     return result

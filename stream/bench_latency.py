@@ -3,30 +3,36 @@
 For each offered rate, on a broker of its own and topics of their own:
 
 - **engine**: a fresh worker (reorder window 0, so a fix is used on arrival)
-  takes the bench load at that rate; about 200 probe fixes a second, each
-  from a new officer inside a hot spot, are timed from ``send()`` to the
+  reads every officer's first fix, then takes the rest of the bench load at
+  that rate, as mid-shift; about 200 probe fixes a second, each
+  from a new officer inside a hot spot, are timed from their arrival to the
   ``visit.opened`` they cause on ``dwell-intervals``;
 - **floor**: the same load and probes through a pass-through forwarder
-  (aiokafka consumer -> producer, the worker's fetch wait, no work), timed to
+  (aiokafka consumer with the worker's fetch wait, records handed to the
+  producer as the worker hands its events, no work), timed to
   the forwarded record. It is what the broker and the client cost on this
   machine; the engine's latency can only be above it.
 
 Both are run ``repeats`` times, alternating, and the medians reported: on a
 shared machine one 10 s run's p99 moves by 20 ms from one run to the next.
 
-Why a fresh broker each time, and why the load's producer lingers 20 ms: the
-embedded broker (Tansu 0.6, memory storage) keeps a cache entry for every
-object it stored or served in the last ten minutes (each record batch is an
-object) and scans all of them on every get and put (``Cache::evict`` in
-tansu-storage's dynostore.rs); its fetch also lists every batch stored in the
-partition. So each request costs more with every batch of the last ten
-minutes, on any topic: a pass-through at 5,000 records/s in 5 ms batches
-(Kafka's default linger) goes from 20 ms to 45 ms p50 within 10 s, while
-batches of 20 ms keep it flat (p50 23-24 ms, p99 36-41 ms over the same 10 s).
-A gateway feeding thousands of radios would batch so anyway. The linger is
-inside the measured latency (the probes ride in the load's batches). The first
-second of each run (connections, first calls) is not counted; ``by_second``
-gives the percentiles of each following second.
+The load comes as from a fix gateway (the radio system's AVL feed): every
+``gateway_batch_ms`` it writes the fixes that came in since its last write,
+one record batch per partition. A fix *arrives* when its batch is handed to
+the Kafka client; the time it spent in the gateway before that (up to one
+interval) is the gateway's, not the engine's, and is not counted.
+
+Why a fresh broker each time, and why 50 ms batches: the embedded broker
+(Tansu 0.6, memory storage) keeps a cache entry for every object it stored or
+served in the last ten minutes (each record batch is an object) and scans all
+of them on every get and put (``Cache::evict`` in tansu-storage's
+dynostore.rs); its fetch also lists every batch stored in the partition. So
+each request costs more with every batch of the last ten minutes, on any
+topic: with a batch per partition every 20 ms the floor's p99 climbs from
+about 30 ms to 70-110 ms within 10 s at 5,000 fixes/s; every 50 or 100 ms it
+stays flat (p99 20-40 ms). The first second of each run (connections, first
+calls) is not counted; ``by_second`` gives the percentiles of each following
+second.
 """
 
 from __future__ import annotations
@@ -41,10 +47,13 @@ from pathlib import Path
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
+from stream.batched_sender import BatchedSender
 from stream.producer import fix_json
 
-LOAD_LINGER_MS = 20  # a fix gateway's producer batching (see above)
+GATEWAY_BATCH_MS = 50  # how often the simulated fix gateway writes its batches (see above)
+_PARTITIONER = DefaultPartitioner()
 LATENCY_REPEATS = 3
 WARMUP_S = 1.0
 PROBES_PER_S = 200
@@ -69,8 +78,12 @@ def forwarded_probe(m) -> str | None:
 
 
 async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, rate: float, seconds: float,
-                t0_ms: int, load_linger_ms: int = LOAD_LINGER_MS) -> dict:
-    """Offer the load to ``source`` at ``rate`` fixes/s for ``seconds``; probes are timed to ``sink``."""
+                t0_ms: int, gateway_batch_ms: int = GATEWAY_BATCH_MS, skip: int = 0) -> dict:
+    """Offer the load to ``source`` at ``rate`` fixes/s for ``seconds`` as a fix gateway would: every
+    ``gateway_batch_ms`` the fixes due since the last tick go out, one record batch per partition (keyed by
+    officer, Kafka's default partitioner). A probe's clock starts when its batch is handed to the client (the
+    fix's arrival) and stops when ``match`` finds it on ``sink``. The load's first ``skip`` records are left
+    out (they were fed before, see :func:`latency`)."""
     probe_every = max(1, int(rate // PROBES_PER_S))
     lon_c, lat_c = load.hotspots.centroids_wgs84
     consumer = AIOKafkaConsumer(sink, bootstrap_servers=bootstrap, group_id=f"{sink}-lat", auto_offset_reset="latest",
@@ -78,11 +91,16 @@ async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, r
     await consumer.start()
     while not consumer.assignment():
         await consumer.getmany(timeout_ms=100)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=load_linger_ms)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, max_batch_size=1 << 20, acks="all")
     await producer.start()
+    deliveries: list[asyncio.Future] = []
+    gateway = BatchedSender(producer, deliveries.append)
+    partitions = sorted(await producer.partitions_for(source))
+    partition_of: dict[bytes, int] = {}
     sent: dict[str, float] = {}
-    lat: list[tuple[float, float]] = []  # (sent, latency) of each probe
-    warm_until = time.perf_counter() + WARMUP_S
+    lat: list[tuple[float, float]] = []  # (arrival, latency) of each probe
+    t0 = time.perf_counter()
+    warm_until = t0 + WARMUP_S
 
     async def read():
         while True:
@@ -96,23 +114,35 @@ async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, r
 
     reader = asyncio.create_task(read())
     n_total = int(rate * (seconds + WARMUP_S))
-    records = load.records
-    t0 = time.perf_counter()
+    records = load.records[skip:]
+    tick_s = gateway_batch_ms / 1000.0
     try:
-        for i in range(n_total):
-            if i % 50 == 0:
-                delay = t0 + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            if i % probe_every == 0:
-                oid = f"probe-{rate:.0f}-{i}"
-                h = i % len(lon_c)
-                sent[oid] = time.perf_counter()
-                await producer.send(source, key=oid.encode(), value=fix_json(oid, t0_ms + i, lat_c[h], lon_c[h]))
-            else:
-                k, v = records[i % len(records)]
-                await producer.send(source, key=k, value=v)
+        done = ticks = 0
+        while done < n_total:
+            due = min(n_total, int((time.perf_counter() - t0) * rate) + 1)
+            probes = []
+            for i in range(done, due):
+                if i % probe_every == 0:
+                    oid = f"probe-{rate:.0f}-{i}"
+                    h = i % len(lon_c)
+                    key, value = oid.encode(), fix_json(oid, t0_ms + i, lat_c[h], lon_c[h])
+                    probes.append(oid)
+                else:
+                    key, value = records[i % len(records)]
+                p = partition_of.get(key)
+                if p is None:
+                    p = partition_of[key] = _PARTITIONER(key, partitions, partitions)
+                gateway.add(source, p, key, value, [])
+            arrival = time.perf_counter()
+            for oid in probes:
+                sent[oid] = arrival
+            gateway.flush()
+            done = due
+            ticks += 1
+            await asyncio.sleep(max(0.0, t0 + ticks * tick_s - time.perf_counter()))
         offered = n_total / (time.perf_counter() - t0)
+        await gateway.handed_over()
+        await asyncio.gather(*deliveries)
         deadline = time.perf_counter() + 30
         while sent and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
@@ -121,7 +151,8 @@ async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, r
         await producer.stop()
         await consumer.stop()
     when, a = (np.array(lat).reshape(-1, 2) * [1, 1000]).T
-    second = np.floor(when - warm_until).astype(np.int64)
+    # The last batch can leave a moment after the last second: it counts in that second.
+    second = np.minimum(np.floor(when - warm_until), max(0, int(np.ceil(seconds)) - 1)).astype(np.int64)
     by_second = [[int(s), *_percentiles(a[second == s]).values()] for s in np.unique(second)]
     return {"offered_fixes_per_s": rate, "achieved_offer_per_s": round(offered), "probes": int(a.size),
             "lost_probes": len(sent), **_percentiles(a), "by_second": by_second}
@@ -131,9 +162,11 @@ async def forward(bootstrap: str, source: str, sink: str, fetch_max_wait_ms: int
     """The floor: every record of ``source`` to the same partition of ``sink``, as fast as the client goes."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 fetch_max_wait_ms=fetch_max_wait_ms)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, max_batch_size=1 << 20, acks="all")
     await consumer.start()
     await producer.start()
+    # The worker's way of handing records to the producer (a batch per partition per fetch, never waiting).
+    outputs = BatchedSender(producer, lambda delivery: None)
     partitions = [TopicPartition(source, p) for p in sorted(consumer.partitions_for_topic(source) or [])]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
@@ -143,7 +176,8 @@ async def forward(bootstrap: str, source: str, sink: str, fetch_max_wait_ms: int
     while True:
         for tp, msgs in (await consumer.getmany(timeout_ms=100)).items():
             for m in msgs:
-                await producer.send(sink, key=m.key, value=m.value, partition=tp.partition)
+                outputs.add(sink, tp.partition, m.key, m.value, [])
+        outputs.flush()
 
 
 def start_forwarder(bootstrap: str, source: str, sink: str, fetch_max_wait_ms: int, log: Path) -> subprocess.Popen:
@@ -161,35 +195,55 @@ def start_forwarder(bootstrap: str, source: str, sink: str, fetch_max_wait_ms: i
     return proc
 
 
+def wait_read(worker, n: int, timeout_s: float = 300.0) -> None:
+    """Until ``worker`` has read ``n`` records of location-fixes (its metrics say so)."""
+    deadline = time.monotonic() + timeout_s
+    while worker.metric("hotspot_dwell_ingest_records_total") < n:
+        if worker.proc.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.proc.returncode}; see {worker.log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker read fewer than {n} records in {timeout_s:.0f} s; see {worker.log}")
+        time.sleep(0.2)  # a scrape is the only way to ask a worker in another process
+
+
 def latency(brokers: str | None, load, rates: list[float], seconds: float, partitions: int, workdir: Path,
-            prefix: str, load_linger_ms: int = LOAD_LINGER_MS, repeats: int = LATENCY_REPEATS) -> list[dict]:
+            prefix: str, gateway_batch_ms: int = GATEWAY_BATCH_MS, repeats: int = LATENCY_REPEATS) -> list[dict]:
     """Fix-to-``visit.opened`` latency of a fresh worker (reorder window 0) at each offered rate, beside the
     pass-through floor, ``repeats`` times each, engine and floor alternating; medians over the repeats.
 
     Without ``brokers`` every measurement gets a broker of its own, started fresh (see the module's docstring)."""
     from tqdm import tqdm
 
-    from stream.bench import T0_MS, Worker, create_topics, wait_ready
+    from stream.bench import T0_MS, Worker, create_topics, produce_all, wait_ready
     from stream.broker import EmbeddedBroker, stop_process
     from stream.settings import WorkerSettings
 
+    # The timed load is a shift under way: every officer's first fix goes in before the clock starts (the
+    # load is in time order), so the timed fixes mostly extend visits, as they would mid-shift. From a cold
+    # start every timed fix would be an officer's first and open a visit: an event a fix, the worst case.
+    warm = load.records[:load.officers]
+
     def engine_run(bootstrap: str, topics: str, rate: float) -> dict:
         asyncio.run(create_topics(bootstrap, [topics + "location-fixes"], partitions))
+        asyncio.run(produce_all(bootstrap, topics + "location-fixes", warm))
         w = Worker(bootstrap, topics, load.hotspots_path, workdir, partitions, f"{topics}w", "--reorder-window-s", "0")
         try:
             wait_ready([w])
+            wait_read(w, len(warm))
             return asyncio.run(offer(bootstrap, topics + "location-fixes", topics + "dwell-intervals", opened_probe,
-                                     load, rate, seconds, T0_MS, load_linger_ms))
+                                     load, rate, seconds, T0_MS, gateway_batch_ms, skip=len(warm)))
         finally:
             w.stop()
 
     def floor_run(bootstrap: str, topics: str, rate: float) -> dict:
+        # The same records in the broker as for the engine (its cost grows with them; see the docstring).
         asyncio.run(create_topics(bootstrap, [topics + "location-fixes", topics + "forwarded"], partitions))
+        asyncio.run(produce_all(bootstrap, topics + "location-fixes", warm))
         fw = start_forwarder(bootstrap, topics + "location-fixes", topics + "forwarded",
                              WorkerSettings().fetch_max_wait_ms, workdir / f"{topics}forwarder.log")
         try:
             return asyncio.run(offer(bootstrap, topics + "location-fixes", topics + "forwarded", forwarded_probe,
-                                     load, rate, seconds, T0_MS, load_linger_ms))
+                                     load, rate, seconds, T0_MS, gateway_batch_ms, skip=len(warm)))
         finally:
             stop_process(fw, 10.0)
 
@@ -214,7 +268,8 @@ def latency(brokers: str | None, load, rates: list[float], seconds: float, parti
             progress.update()
         engine = [r["engine"] for r in runs]
         floor = [r["floor"] for r in runs]
-        out.append({"offered_fixes_per_s": rate, "load_linger_ms": load_linger_ms, "repeats": repeats,
+        out.append({"offered_fixes_per_s": rate, "gateway_batch_ms": gateway_batch_ms, "warm_fixes": len(warm),
+                    "repeats": repeats,
                     "achieved_offer_per_s": round(float(np.median([r["achieved_offer_per_s"] for r in engine]))),
                     "probes": sum(r["probes"] for r in engine), "lost_probes": sum(r["lost_probes"] for r in engine),
                     **medians(engine),

@@ -288,9 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--rates", default="1000,5000,20000,50000", help="offered fixes/s for the latency runs")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
-    p.add_argument("--load-linger-ms", type=int,
-                   help="linger of the producer that offers the latency load, as a fix gateway batches "
-                   "(default: stream.bench_latency.LOAD_LINGER_MS)")
+    p.add_argument("--gateway-batch-ms", type=int,
+                   help="the latency load comes as from a fix gateway that writes a batch per partition every "
+                   "this many ms (default: stream.bench_latency.GATEWAY_BATCH_MS)")
     p.add_argument("--latency-repeat", type=int, help="latency runs per offered rate, engine and floor "
                    "alternating (default: stream.bench_latency.LATENCY_REPEATS); medians are reported")
     p.add_argument("--repeat", type=int, default=3, help="throughput runs (fresh workers each); the median is "
