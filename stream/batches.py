@@ -78,11 +78,19 @@ def build_batch(partition: int, offsets: Sequence[int], values: Sequence[bytes],
     bounds = np.zeros(n + 1, np.int64)
     if n:
         np.cumsum(np.fromiter(map(len, values), np.int64, n), out=bounds[1:])
-    blob = np.frombuffer(b"".join(values), np.uint8)
+    return build_batch_from_blob(partition, offsets, np.frombuffer(b"".join(values), np.uint8), bounds,
+                                 time_min_ms=time_min_ms, time_max_ms=time_max_ms)
+
+
+def build_batch_from_blob(partition: int, offsets, blob: np.ndarray, bounds: np.ndarray, *, time_min_ms: int,
+                          time_max_ms: int) -> tuple[FixBatch, np.ndarray, np.ndarray]:
+    """:func:`build_batch` for values already in one buffer: value ``i`` is ``blob[bounds[i]:bounds[i + 1]]``
+    (as :mod:`stream.raw_fetch` delivers them)."""
+    n = bounds.shape[0] - 1
     id_span, ts_ms, lat, lon, acc, status = scan_fix_records(blob, bounds, MAX_ID_CHARS)
     careful = np.flatnonzero(status == FALLBACK)
     if careful.size:
-        dec = decode_records([values[i] for i in careful])
+        dec = decode_records([blob[bounds[i]:bounds[i + 1]].tobytes() for i in careful.tolist()])
         status[careful] = dec.status
         ts_ms[careful] = dec.ts_ms
         lat[careful] = dec.lat

@@ -40,10 +40,11 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from geo.hotspots import HotspotSet
 from kernels.reasons import REASON_NAMES
 from stream.batched_sender import BatchedSender
-from stream.batches import build_batch
+from stream.batches import build_batch_from_blob
 from stream.checkpoint_log import CheckpointStore, KafkaCheckpointLog
 from stream.dwell_runtime import DwellRuntime
 from stream.events import dead_letter_headers
+from stream.raw_fetch import RAW_CHUNKS, RawChunk, chunk_of_records, install
 from stream.stage1 import encode_arrays
 from stream.settings import WorkerSettings
 
@@ -108,8 +109,11 @@ class Stage1Consumer:
                                                acks="all", **common)
         reader = AIOKafkaConsumer(enable_auto_commit=False, max_partition_fetch_bytes=8 << 20,
                                   fetch_max_bytes=64 << 20, **common)
+        # Fetched fixes come as arrays decoded from the fetch's bytes, not as a Python object a record.
+        install()
         self.consumer = AIOKafkaConsumer(
             group_id=f"{s.app_id}-stage1", enable_auto_commit=False, auto_offset_reset="earliest",
+            value_deserializer=RAW_CHUNKS,
             fetch_max_wait_ms=s.fetch_max_wait_ms, max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20,
             # Joining a group on the embedded broker takes half the session timeout.
             session_timeout_ms=6_000, heartbeat_interval_ms=1_000, **common)
@@ -176,26 +180,36 @@ class Stage1Consumer:
         runtime = self.runtime
         if self.stats.first_fix_at is None:
             self.stats.first_fix_at = time.time()
-        for tp, msgs in records.items():
+        for tp, items in records.items():
             tracker = runtime.trackers.get(tp.partition)
             if tracker is None:
                 continue  # revoked since the fetch: the new owner reads these
-            started = time.perf_counter()
-            batch, bad, reason = build_batch(tp.partition, [m.offset for m in msgs], [m.value or b"" for m in msgs],
-                                             time_min_ms=lo, time_max_ms=hi)
-            await self._dead_letter(tp.partition, msgs, bad, reason)
-            if len(batch):
-                await runtime.handle(tracker, batch)
-            elif msgs[-1].offset > tracker.last_offset:
-                tracker.last_offset = msgs[-1].offset  # a chunk of bad records only: read past it
-            await runtime.close_day_if_due(tracker)
-            self.stats.records += len(msgs)
-            self.stats.batches += 1
-            if self.on_batch is not None:
-                self.on_batch(len(batch), time.perf_counter() - started, time.time() - msgs[0].timestamp / 1000.0)
+            # RawChunks (stream.raw_fetch), or ConsumerRecords where aiokafka could not be hooked.
+            chunks = items if isinstance(items[0], RawChunk) else [chunk_of_records(items)]
+            for chunk in chunks:
+                # A fetch can hold 8 MiB of a partition: worked through in bounded steps.
+                for piece in chunk.slices(s.ingest_max_records):
+                    if len(piece):
+                        await self._process_chunk(tracker, piece, lo, hi)
         self.batches.flush()
         if self.batches.congested:  # the broker is behind: wait for it rather than queue without bound
             await self.batches.handed_over()
+
+    async def _process_chunk(self, tracker, chunk: RawChunk, lo: int, hi: int) -> None:
+        runtime = self.runtime
+        started = time.perf_counter()
+        batch, bad, reason = build_batch_from_blob(tracker.partition, chunk.offset, chunk.value_blob,
+                                                   chunk.value_bounds, time_min_ms=lo, time_max_ms=hi)
+        await self._dead_letter(tracker.partition, chunk, bad, reason)
+        if len(batch):
+            await runtime.handle(tracker, batch)
+        elif chunk.offset[-1] > tracker.last_offset:
+            tracker.last_offset = int(chunk.offset[-1])  # a chunk of bad records only: read past it
+        await runtime.close_day_if_due(tracker)
+        self.stats.records += len(chunk)
+        self.stats.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - started, time.time() - chunk.timestamp_ms[0] / 1000.0)
 
     async def _feed_stage2_due(self) -> None:
         now = time.monotonic()
@@ -203,16 +217,16 @@ class Stage1Consumer:
             await self.runtime.feed_stage2_if_due(tracker, now)
         self.batches.flush()
 
-    async def _dead_letter(self, partition, msgs, bad, reason) -> None:
+    async def _dead_letter(self, partition, chunk: RawChunk, bad, reason) -> None:
         if not len(bad):
             return
         source = self.settings.topic("location-fixes")
         topic = self.settings.topic("location-fixes-dead-letter")
         reasons = self.stats.dead_letter_reasons
         for i, code in zip(bad.tolist(), reason.tolist()):
-            m = msgs[i]
             name = REASON_NAMES[code]
-            await self.runtime.send(topic, m.key, m.value, None, dead_letter_headers(name, source, partition, m.offset))
+            await self.runtime.send(topic, chunk.key(i), chunk.value(i), None,
+                                    dead_letter_headers(name, source, partition, int(chunk.offset[i])))
             reasons[name] = reasons.get(name, 0) + 1
         self.stats.dead_letters += len(bad)
 
