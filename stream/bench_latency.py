@@ -86,11 +86,18 @@ async def offer(bootstrap: str, source: str, sink: str, match: Callable, load, r
     out (they were fed before, see :func:`latency`)."""
     probe_every = max(1, int(rate // PROBES_PER_S))
     lon_c, lat_c = load.hotspots.centroids_wgs84
-    consumer = AIOKafkaConsumer(sink, bootstrap_servers=bootstrap, group_id=f"{sink}-lat", auto_offset_reset="latest",
-                                fetch_max_wait_ms=5, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    # Every partition of the sink assigned and positioned at its end before the first fix goes out (no
+    # group: a rebalance under load would skip what came in meanwhile).
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5)
     await consumer.start()
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=100)
+    await consumer.topics()  # fresh metadata, so the sink's partitions are known
+    sink_partitions = [TopicPartition(sink, p) for p in sorted(consumer.partitions_for_topic(sink) or [])]
+    if not sink_partitions:
+        raise RuntimeError(f"{sink} has no partitions")
+    consumer.assign(sink_partitions)
+    await consumer.seek_to_end(*sink_partitions)
+    for tp in sink_partitions:
+        await consumer.position(tp)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, max_batch_size=1 << 20, acks="all")
     await producer.start()
     deliveries: list[asyncio.Future] = []

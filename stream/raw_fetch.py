@@ -8,10 +8,11 @@ and fetch, one :class:`RawChunk`: the values in one buffer with their bounds,
 offsets and timestamps, decoded by :mod:`kernels.recordbatch`. A batch that
 kernel leaves (compressed, transactional, control, older formats, a bad CRC)
 goes through aiokafka's own decoding, CRC check and errors included, and comes
-as a chunk of its own; the kernel goes on after it. Every other consumer in the process (Faust's) is untouched.
+as a chunk of its own; the kernel goes on after it. Every other consumer in
+the process (Faust's) is untouched.
 
 This reaches into two names of ``aiokafka.consumer.fetcher`` (``MemoryRecords``
-and ``PartitionRecords``, aiokafka 0.10-0.14); :func:`install` checks they are
+and ``PartitionRecords``, as of aiokafka 0.14); :func:`install` checks they are
 what it expects and otherwise leaves aiokafka alone, in which case
 :data:`RAW_CHUNKS` is a plain pass-through deserializer and the consumer gets
 ``ConsumerRecord`` objects as usual (:func:`chunk_of_records` turns those into

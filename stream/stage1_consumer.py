@@ -2,10 +2,12 @@
 
 One consumer (group ``<app id>-stage1``) reads ``location-fixes`` with
 ``getmany`` (hundreds of thousands of records a second, where a Faust agent
-manages about 6,000). Each partition's chunk is decoded and validated in one
-go (:func:`stream.batches.build_batch`; bad records are dead-lettered with
-their reason) and goes straight into that partition's officer tracker: no
-intermediate topic, no second consumer, no re-encoding.
+manages about 6,000), each partition's fetch as one chunk of arrays decoded
+from the fetch's bytes (:mod:`stream.raw_fetch`). Each chunk is decoded and
+validated in one go (:func:`stream.batches.build_batch_from_blob`; bad
+records are dead-lettered with their reason) and goes straight into that
+partition's officer tracker: no intermediate topic, no second consumer, no
+re-encoding.
 
 Exactly-once state, at-least-once outputs with stable ids:
 
