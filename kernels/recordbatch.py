@@ -120,6 +120,46 @@ def _count(buf):
 
 
 @njit(**JIT_OPTIONS)
+def _field(buf, pos, record_end, bounds, n, blob, filled):
+    """Copy a length-prefixed field (key or value) of record ``n`` into ``blob``; (next position, bytes in
+    ``blob``), position -1 if it does not fit the record. A null field (length -1) gets end -1."""
+    length, pos = _varint(buf, pos, record_end)
+    if pos < 0 or pos + max(length, 0) > record_end:
+        return -1, filled
+    bounds[n, 0] = filled
+    if length < 0:
+        bounds[n, 1] = -1
+        return pos, filled
+    blob[filled:filled + length] = buf[pos:pos + length]
+    bounds[n, 1] = filled + length
+    return pos + length, filled + length
+
+
+@njit(**JIT_OPTIONS)
+def _record(buf, pos, end, n, key_bounds, key_blob, n_key, value_bounds, value_blob, n_value):
+    """Decode record ``n`` at ``pos``: (position after it or -1 if corrupt, bytes in the key and value
+    buffers, timestamp delta, offset delta). Headers are not read."""
+    length, pos = _varint(buf, pos, end)
+    if pos < 0 or length < 0 or pos + length > end:
+        return -1, n_key, n_value, 0, 0
+    record_end = pos + length
+    pos += 1  # record attributes (unused)
+    ts_delta, pos = _varint(buf, pos, record_end)
+    if pos < 0:
+        return -1, n_key, n_value, 0, 0
+    offset_delta, pos = _varint(buf, pos, record_end)
+    if pos < 0:
+        return -1, n_key, n_value, 0, 0
+    pos, n_key = _field(buf, pos, record_end, key_bounds, n, key_blob, n_key)
+    if pos < 0:
+        return -1, n_key, n_value, 0, 0
+    pos, n_value = _field(buf, pos, record_end, value_bounds, n, value_blob, n_value)
+    if pos < 0:
+        return -1, n_key, n_value, 0, 0
+    return record_end, n_key, n_value, ts_delta, offset_delta
+
+
+@njit(**JIT_OPTIONS)
 def _decode(buf, table, offset, timestamp, key_bounds, key_blob, value_bounds, value_blob):
     size = buf.shape[0]
     at = 0
@@ -150,46 +190,16 @@ def _decode(buf, table, offset, timestamp, key_bounds, key_blob, value_bounds, v
         count = _most_records(buf, at, end)
         if count < 0:
             return n, at, next_offset, CORRUPT
+        first_of_batch = n
         pos = at + HEADER_BYTES
-        first = n
         for _ in range(count):
-            length, pos = _varint(buf, pos, end)
-            if pos < 0 or length < 0 or pos + length > end:
-                n = first  # nothing of a corrupt batch is returned
-                return n, at, next_offset, CORRUPT
-            record_end = pos + length
-            pos += 1  # record attributes (unused)
-            ts_delta, pos = _varint(buf, pos, record_end)
+            pos, n_key, n_value, ts_delta, offset_delta = _record(buf, pos, end, n, key_bounds, key_blob, n_key,
+                                                                   value_bounds, value_blob, n_value)
             if pos < 0:
-                n = first
-                return n, at, next_offset, CORRUPT
-            offset_delta, pos = _varint(buf, pos, record_end)
-            if pos < 0:
-                n = first
-                return n, at, next_offset, CORRUPT
-            key_len, pos = _varint(buf, pos, record_end)
-            if pos < 0 or pos + max(key_len, 0) > record_end:
-                n = first
-                return n, at, next_offset, CORRUPT
-            key_bounds[n, 0] = n_key
-            if key_len >= 0:
-                key_blob[n_key:n_key + key_len] = buf[pos:pos + key_len]
-                n_key += key_len
-                pos += key_len
-            key_bounds[n, 1] = n_key if key_len >= 0 else -1  # -1: no key
-            value_len, pos = _varint(buf, pos, record_end)
-            if pos < 0 or pos + max(value_len, 0) > record_end:
-                n = first
-                return n, at, next_offset, CORRUPT
-            value_bounds[n, 0] = n_value
-            if value_len >= 0:
-                value_blob[n_value:n_value + value_len] = buf[pos:pos + value_len]
-                n_value += value_len
-            value_bounds[n, 1] = n_value if value_len >= 0 else -1  # -1: a null value (a tombstone)
+                return first_of_batch, at, next_offset, CORRUPT  # nothing of a corrupt batch is returned
             offset[n] = base_offset + offset_delta
             timestamp[n] = max_ts if log_append_time else base_ts + ts_delta
             n += 1
-            pos = record_end  # headers are not read
         next_offset = base_offset + last_delta + 1
         at = end
 
