@@ -89,7 +89,7 @@ def chunk_of_records(records) -> RawChunk:
                     np.fromiter((r.timestamp for r in records), np.int64, n), value_bounds,
                     np.frombuffer(b"".join(values), np.uint8),
                     np.fromiter((r.value is None for r in records), np.bool_, n),
-                    key_bounds.reshape(n, 2).astype(np.int64), np.frombuffer(b"".join(k or b"" for k in keys), np.uint8))
+                    key_bounds, np.frombuffer(b"".join(k or b"" for k in keys), np.uint8))
 
 
 def _decoded_chunk(buf, fetch_offset: int) -> tuple[RawChunk, int, int]:
