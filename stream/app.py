@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from geo.hotspots import HotspotSet, load_hotspots
 from stream.board import TodayBoard
 from stream.faust_transport import DwellApp
+from stream.kafka_security import aiokafka_security, faust_credentials, ssl_context
 from stream.metrics import DwellMetrics
 from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
@@ -38,6 +39,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     """A worker app for these settings (topics get ``settings.topic_prefix``)."""
     hs = hotspots or load_hotspots(settings.hotspots, crs=settings.crs)
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.brokers.split(",") if b.strip())
+    tls = ssl_context(settings)  # one context for every client (None without TLS)
     app = DwellApp(
         settings.app_id,
         broker=brokers,
@@ -64,6 +66,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
         stream_wait_empty=False,
         producer_linger=0.005,
         producer_max_request_size=4 << 20,
+        broker_credentials=faust_credentials(settings, tls),
     )
     app.fetch_max_wait_ms = settings.stage2_fetch_max_wait_ms
     app.dwell_settings = settings
@@ -72,7 +75,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     def send(topic, key, value, partition, timestamp, headers):
         return app.producer.send(topic, key, value, partition, timestamp, headers)
 
-    stage1 = Stage1Consumer(settings, hs)
+    stage1 = Stage1Consumer(settings, hs, client_kwargs=aiokafka_security(settings, tls))
     runtime = stage1.runtime
     app.dwell_runtime = runtime
     app.ingest = stage1

@@ -84,11 +84,16 @@ class EmbeddedBroker:
         Loopback address.
     log_path : path, optional
         Where the broker's own output goes (discarded when omitted).
+    advertised_port : int, optional
+        The port the broker tells clients to use, when it is not its own: a
+        TLS-terminating proxy's in front of it (Tansu's own TLS cannot be
+        switched on), so that clients come back through the proxy.
     """
 
     port: int | None = None
     host: str = "127.0.0.1"
     log_path: Path | None = None
+    advertised_port: int | None = None
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -104,10 +109,11 @@ class EmbeddedBroker:
         if self.port is None:
             self.port = free_port(self.host)
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self._proc = subprocess.Popen(
-                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
                  "--storage-engine", "memory://tansu/"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Its own process group, so Ctrl-C in a terminal reaches us, and

@@ -19,6 +19,18 @@ RULE_FLAGS = {
 }
 
 
+SECURITY_FLAGS = {
+    "security_protocol": "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL",
+    "ssl_cafile": "CA certificates (PEM) that signed the brokers' certificates (default: the system's)",
+    "ssl_certfile": "client certificate (PEM), for brokers that require one",
+    "ssl_keyfile": "its private key (PEM; a passphrase from HOTSPOT_DWELL_SSL_KEY_PASSWORD)",
+    "sasl_mechanism": "SCRAM-SHA-512 (default), SCRAM-SHA-256 or PLAIN (PLAIN only with SASL_SSL)",
+    "sasl_username": "SASL user name",
+    "sasl_password_file": "file whose first line is the SASL password",
+    "pseudonym_key_file": "secret key file (>= 32 bytes): officer ids in the outputs become keyed hashes",
+}
+
+
 def _add_rule_flags(p: argparse.ArgumentParser) -> None:
     defaults = RuleSettings()
     g = p.add_argument_group("rules")
@@ -181,7 +193,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from stream.worker import run_worker
 
     cli = {k: getattr(args, k) for k in ("brokers", "hotspots", "schedule", "crs", "metrics_port", "app_id",
-                                          "topic_prefix", "partitions", "state_dir")}
+                                          "topic_prefix", "partitions", "state_dir", *SECURITY_FLAGS)}
     cli.update({k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "day_start", "timezone"]})
     cli = {k: v for k, v in cli.items() if v is not None}
     if args.no_time_check:
@@ -271,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-time-check", action="store_true",
                    help="accept any event time (simulated days run in compressed time)")
     p.add_argument("--loglevel", default="warning")
+    g = p.add_argument_group("security (the password only from HOTSPOT_DWELL_SASL_PASSWORD, --config or a file)")
+    for name, help_text in SECURITY_FLAGS.items():
+        g.add_argument("--" + name.replace("_", "-"), help=help_text)
     g = p.add_argument_group("rules")
     for name in RULE_FLAGS:
         g.add_argument("--" + name.replace("_", "-"), type=float)

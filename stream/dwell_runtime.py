@@ -28,13 +28,16 @@ from stream.engine import RuleSettings, Visits
 from stream.events import dead_letter_headers, visit_events, visit_id, visit_opened_events
 from stream.policing_day import PolicingCalendar
 from stream.producer import partition_of
+from stream.pseudonyms import Pseudonymiser
 from stream.settings import WorkerSettings
 from stream.stage1 import OfficerTracker, TrackerOutput
 from stream.stage2 import visit_batch_messages
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTERED = (reasons.LATE, reasons.OUTSIDE_CRS)  # duplicates and speed rejects are counted only
+# Every fix the rules drop is dead-lettered with its reason (a teleport or a repeated fix is bad input
+# a force wants to see, not only count).
+DEAD_LETTERED = (reasons.LATE, reasons.OUTSIDE_CRS, reasons.DUPLICATE, reasons.IMPOSSIBLE_SPEED)
 DEAD_LETTERED_NAMES = frozenset(reasons.REASON_NAMES[c] for c in DEAD_LETTERED)
 
 Send = Callable[..., Awaitable]
@@ -73,6 +76,10 @@ class DwellRuntime:
         self.trackers: dict[int, OfficerTracker] = {}
         self.stats = Stage1Stats(rejected={})
         self._hotspot_ids = np.asarray(hotspots.ids, dtype=object)
+        # Officer ids in the outputs: as they came, or keyed hashes (the visit and event ids too, as they
+        # are made from the id).
+        self.pseudonyms = (Pseudonymiser.from_file(settings.pseudonym_key_file, settings.pseudonym_key_version)
+                           if settings.pseudonym_key_file else None)
         self._inflight: list = []  # delivery futures not yet known done
         self.delivery_error: BaseException | None = None  # the first output that failed: no checkpoint after it
         self.drain: Callable[[], Awaitable] | None = None  # hands queued outputs over and waits for them
@@ -148,7 +155,7 @@ class DwellRuntime:
         partitions = self._event_partitions["dwell-intervals"][opened.hotspot].tolist()
         topic = self.settings.topic("dwell-intervals")
         for q, (key, value, headers) in zip(partitions, visit_opened_events(
-                tracker.registry.ids_of(opened.officer), self._hotspot_ids[opened.hotspot], opened.start_ms)):
+                self._officer_ids(tracker, opened.officer), self._hotspot_ids[opened.hotspot], opened.start_ms)):
             self._add(topic, q, key, value, headers)
 
     async def _send_visits(self, tracker: OfficerTracker, visits) -> None:
@@ -165,7 +172,7 @@ class DwellRuntime:
         if not n:
             return
         self._note_visit_days(tracker, visits)
-        officers = tracker.registry.ids_of(visits.officer)
+        officers = self._officer_ids(tracker, visits.officer)
         hotspot_ids = self._hotspot_ids[visits.hotspot]
         ids = [visit_id(o, h, start) for o, h, start in zip(officers.tolist(), hotspot_ids.tolist(),
                                                               visits.start_ms.tolist())]
@@ -181,6 +188,10 @@ class DwellRuntime:
                 self.stats.patrols += 1
             else:
                 self.stats.visits += 1
+
+    def _officer_ids(self, tracker: OfficerTracker, codes: np.ndarray) -> np.ndarray:
+        ids = tracker.registry.ids_of(codes)
+        return ids if self.pseudonyms is None else self.pseudonyms.many(ids)
 
     def _note_visit_days(self, tracker: OfficerTracker, visits) -> None:
         """Add the policing days the visits overlap to the tracker's days with visits."""

@@ -182,8 +182,8 @@ class DwellMetrics(Collector):
                                         "first chunk of fixes (wall clock)", value=st.first_fix_at)
         dead = CounterMetricFamily(f"{n}_dead_letters", "Records sent to the dead-letter topic, by reason",
                                    labels=["reason"])
-        rejected = CounterMetricFamily(f"{n}_fixes_rejected", "Fixes not used, by reason (dead-lettered or "
-                                       "dropped: duplicates, impossible speed)", labels=["reason"])
+        rejected = CounterMetricFamily(f"{n}_fixes_rejected", "Fixes not used, by reason (each is "
+                                       "also dead-lettered)", labels=["reason"])
         by_reason: dict[str, int] = {}
         dead_by_reason: dict[str, int] = {}
         if self.ingest is not None:

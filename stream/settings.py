@@ -66,6 +66,23 @@ class WorkerSettings:
     # A policing day is closed when the partition's event time passes its
     # end by this much: open visits end and reorder buffers are released.
     day_close_grace_s: float = 900.0
+    # How every Kafka client of the worker connects (stream/kafka_security.py): PLAINTEXT, SSL,
+    # SASL_PLAINTEXT or SASL_SSL. TLS verifies the brokers against ssl_cafile (the system's CAs when
+    # unset) and presents ssl_certfile/ssl_keyfile to brokers that ask for a client certificate.
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    sasl_mechanism: str = "SCRAM-SHA-512"  # or SCRAM-SHA-256, PLAIN (PLAIN only over SSL)
+    sasl_username: str | None = None
+    # From the environment, the TOML file or sasl_password_file; never a flag (flags show in ps).
+    sasl_password: str | None = field(default=None, repr=False)
+    sasl_password_file: str | None = None
+    # A file holding a secret key (>= 32 bytes): officer ids in the outputs become keyed hashes
+    # (stream/pseudonyms.py); pseudonym_key_version names the key, so a rotated key is told apart.
+    pseudonym_key_file: str | None = None
+    pseudonym_key_version: int = 1
     rules: RuleSettings = field(default_factory=RuleSettings)
 
     def topic(self, name: str) -> str:
@@ -85,7 +102,15 @@ class WorkerSettings:
         return dataclasses.replace(self, rules=dataclasses.replace(self.rules, **rules), **top)
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _coerce(name: str, text: str, like: Any) -> Any:
+    if isinstance(like, bool):  # bool("false") is True
+        if text.strip().lower() in _TRUE + _FALSE:
+            return text.strip().lower() in _TRUE
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={text!r} is not one of {'/'.join(_TRUE + _FALSE)}")
     target = type(like) if like is not None else str
     if name in ("metrics_port",):
         target = int

@@ -37,10 +37,17 @@ def warm_up_kernels(hotspots, rules) -> float:
 async def ensure_topics(settings: WorkerSettings) -> None:
     """Create the external topics with the worker's partition count, if missing."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+    from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.brokers)
-    await admin.start()
+    from stream.kafka_security import aiokafka_security
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.brokers, **aiokafka_security(settings))
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        await admin.close()
+        raise WorkerStartError(f"cannot reach Kafka at {settings.brokers} over {settings.security_protocol} "
+                               f"({exc}); check --brokers and the TLS/SASL settings") from None
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in TOPICS if settings.topic(t) not in existing]
@@ -56,16 +63,29 @@ async def ensure_topics(settings: WorkerSettings) -> None:
         await admin.close()
 
 
+class WorkerStartError(RuntimeError):
+    """The worker cannot start: the reason is in the message."""
+
+
 def run_worker(settings: WorkerSettings, loglevel: str = "warning") -> int:
     import faust
 
     from geo.hotspots import load_hotspots
     from stream.app import build_app
 
+    from stream.kafka_security import SecurityError, check_security
+
+    try:
+        check_security(settings)
+    except SecurityError as exc:
+        raise SystemExit(f"hotspot-dwell: error: {exc}") from None
     hotspots = load_hotspots(settings.hotspots, crs=settings.crs)
     seconds = warm_up_kernels(hotspots, settings.rules)
     log.info("kernels ready in %.1f s", seconds)
-    asyncio.run(ensure_topics(settings))
+    try:
+        asyncio.run(ensure_topics(settings))
+    except WorkerStartError as exc:
+        raise SystemExit(f"hotspot-dwell: error: {exc}") from None
     app = build_app(settings, hotspots)
     if settings.metrics_port:
         from stream.metrics import serve

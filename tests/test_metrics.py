@@ -161,7 +161,7 @@ def test_metric_values_and_names(model, hotspots):
     assert s[("hotspot_dwell_fixes_rejected_total", (("reason", "duplicate"),))] == 2
     assert s[("hotspot_dwell_dead_letters_total", (("reason", "late"),))] == 1
     assert s[("hotspot_dwell_officers", ())] == 5 and s[("hotspot_dwell_state_bytes", ())] == 1500
-    assert ("hotspot_dwell_dead_letters_total", (("reason", "duplicate"),)) not in s  # dropped, not dead-lettered
+    assert s[("hotspot_dwell_dead_letters_total", (("reason", "duplicate"),))] == 2  # every reject is dead-lettered
     assert s[("hotspot_dwell_fixes_accepted_total", ())] == 7 - 3
     assert s[("hotspot_dwell_visit_duration_seconds_bucket", (("district", district), ("le", "1200.0")))] == 1
     assert s[("hotspot_dwell_visit_duration_seconds_bucket", (("district", district), ("le", "900.0")))] == 0

@@ -46,12 +46,14 @@ def write_jsonl(records, path: Path) -> Path:
     return path
 
 
-async def collect(bootstrap: str, prefix: str, done, timeout_s: float = 120.0) -> dict[str, list]:
+async def collect(bootstrap: str, prefix: str, done, timeout_s: float = 120.0,
+                  consumer_kwargs: dict | None = None) -> dict[str, list]:
     """Read the output topics until ``done(out)`` holds, then one more quiet fetch."""
     topics = {prefix + t: t for t in ("dwell-intervals", "patrol-events", "location-fixes-dead-letter")}
     # No group: every call reads every output from the start (a group would
     # commit and make a second call skip what the first one saw).
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                                **(consumer_kwargs or {}))
     await consumer.start()
     out: dict[str, list] = {t: [] for t in topics.values()}
     deadline = time.monotonic() + timeout_s
