@@ -314,3 +314,49 @@ def scan_fix_records(buf: np.ndarray, offsets: np.ndarray, max_id_chars: int):
     if n:
         _scan_kernel(buf, offsets, max_id_chars, id_span, ts, lat, lon, acc, status)
     return id_span, ts, lat, lon, acc, status
+
+
+# Which fix keys start with each byte (a bit per key), so most quotes are passed over at one lookup.
+_KEYS_STARTING = np.zeros(256, np.int64)
+for _k, _name in enumerate(_KEY_NAMES):
+    _KEYS_STARTING[_name[0]] |= 1 << _k
+
+
+@njit(**_JIT)
+def _first_repeated_key(buf, separator, starting):
+    seen = 0
+    record = 0
+    n = buf.shape[0]
+    for i in range(n - 1):
+        c = buf[i]
+        if c == separator:
+            record += 1
+            seen = 0
+            continue
+        if c != 34 or starting[buf[i + 1]] == 0:  # '"' then a letter some key starts with
+            continue
+        for k in range(_KEY_BOUNDS.size - 1):
+            if not starting[buf[i + 1]] & (1 << k):
+                continue
+            a, b = _KEY_BOUNDS[k], _KEY_BOUNDS[k + 1]
+            e = i + 1 + b - a
+            if e >= n or buf[e] != 34:
+                continue
+            same = True
+            for j in range(1, b - a):
+                if buf[i + 1 + j] != _KEYS[a + j]:
+                    same = False
+                    break
+            colon = _skip_ws(buf, e + 1, n)
+            if same and colon < n and buf[colon] == 58:  # the name, '"', ':' (after spaces): a key
+                if seen & (1 << k):
+                    return record
+                seen |= 1 << k
+    return -1
+
+
+def first_repeated_key(buf: np.ndarray, separator: int = 10) -> int:
+    """The index of the first record (records separated by ``separator``) that gives a fix's key twice,
+    or -1. In valid JSON a quoted name followed by ``:`` is always a key, so for records that are valid
+    JSON and spell their keys without escapes this is exact."""
+    return int(_first_repeated_key(buf, separator, _KEYS_STARTING)) if buf.shape[0] else -1

@@ -19,6 +19,8 @@ LATE = 10  # older than the officer's last processed fix
 IMPOSSIBLE_SPEED = 11  # faster than max_speed_mps since the last accepted fix
 OUTSIDE_CRS = 12  # valid WGS84 but outside what the metric CRS can project
 TRUNCATED_FILE = 13  # the file ends mid-stream (a cut-off .gz): the rest is unread
+DUPLICATE_FIELD = 14  # a field given twice in one record: parsers disagree on which one counts
+OVERSIZED = 15  # a record longer than any fix (stream.fixes.MAX_FIX_BYTES)
 
 REASON_NAMES = {
     MALFORMED: "malformed",
@@ -34,4 +36,6 @@ REASON_NAMES = {
     IMPOSSIBLE_SPEED: "impossible_speed",
     OUTSIDE_CRS: "outside_crs",
     TRUNCATED_FILE: "truncated_file",
+    DUPLICATE_FIELD: "duplicate_field",
+    OVERSIZED: "oversized",
 }

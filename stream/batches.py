@@ -15,8 +15,9 @@ import numpy as np
 
 from kernels.fix_values import check_fix_values
 from kernels.jsonscan import FALLBACK, scan_fix_records
+from kernels.reasons import OVERSIZED
 from kernels.textparse import hash_ranges
-from stream.fixes import MAX_ID_CHARS
+from stream.fixes import MAX_FIX_BYTES, MAX_ID_CHARS
 from stream.jsonfix import decode_records
 
 
@@ -88,6 +89,7 @@ def build_batch_from_blob(partition: int, offsets, blob: np.ndarray, bounds: np.
     (as :mod:`stream.raw_fetch` delivers them)."""
     n = bounds.shape[0] - 1
     id_span, ts_ms, lat, lon, acc, status = scan_fix_records(blob, bounds, MAX_ID_CHARS)
+    status[np.diff(bounds) > MAX_FIX_BYTES] = OVERSIZED  # not a fix, whatever it holds
     careful = np.flatnonzero(status == FALLBACK)
     if careful.size:
         dec = decode_records([blob[bounds[i]:bounds[i + 1]].tobytes() for i in careful.tolist()])

@@ -100,6 +100,26 @@ def dead_letter_headers(reason: str, topic: str, partition: int, offset: int) ->
             ("source_partition", str(partition).encode()), ("source_offset", str(offset).encode())]
 
 
+# A dead letter carries at most this much of a key or value: a record near the broker's size limit
+# plus the headers would be refused, and the whole record stays in the source topic anyway.
+DEAD_LETTER_MAX_KEY_BYTES = 1024
+DEAD_LETTER_MAX_VALUE_BYTES = 64 * 1024
+
+
+def dead_letter_record(key: bytes | None, value: bytes | None, reason: str, topic: str, partition: int,
+                       offset: int) -> tuple[bytes | None, bytes | None, Headers]:
+    """``(key, value, headers)`` of a dead letter: the record as it came, cut to a size any broker takes
+    (``key_truncated_from`` / ``value_truncated_from`` then give the original length)."""
+    headers = dead_letter_headers(reason, topic, partition, offset)
+    if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
+        headers.append(("key_truncated_from", str(len(key)).encode()))
+        key = key[:DEAD_LETTER_MAX_KEY_BYTES]
+    if value is not None and len(value) > DEAD_LETTER_MAX_VALUE_BYTES:
+        headers.append(("value_truncated_from", str(len(value)).encode()))
+        value = value[:DEAD_LETTER_MAX_VALUE_BYTES]
+    return key, value, headers
+
+
 def schema(event_type: str) -> dict:
     """The JSON Schema of an event type's value."""
     return json.loads(resources.files("stream").joinpath("schemas", f"{event_type}.json").read_text())

@@ -18,6 +18,9 @@ from kernels.textparse import hash_spans
 DEFAULT_TIME_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 DEFAULT_TIME_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_ID_CHARS = 64  # no radio or app id is longer; a longer one is malformed
+# A fix with every optional field is ~250 bytes; gateways add a few fields of their own. Anything much
+# longer is not a fix (and is not decoded: a megabyte of JSON would stall the worker for nothing).
+MAX_FIX_BYTES = 4096
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from stream.batched_sender import BatchedSender
 from stream.batches import build_batch_from_blob
 from stream.checkpoint_log import CheckpointStore, KafkaCheckpointLog
 from stream.dwell_runtime import DwellRuntime
-from stream.events import dead_letter_headers
+from stream.events import dead_letter_record
 from stream.raw_fetch import RAW_CHUNKS, RawChunk, chunk_of_records, install
 from stream.stage1 import encode_arrays
 from stream.settings import WorkerSettings
@@ -227,8 +227,9 @@ class Stage1Consumer:
         reasons = self.stats.dead_letter_reasons
         for i, code in zip(bad.tolist(), reason.tolist()):
             name = REASON_NAMES[code]
-            await self.runtime.send(topic, chunk.key(i), chunk.value(i), None,
-                                    dead_letter_headers(name, source, partition, int(chunk.offset[i])))
+            key, value, headers = dead_letter_record(chunk.key(i), chunk.value(i), name, source, partition,
+                                                     int(chunk.offset[i]))
+            await self.runtime.send(topic, key, value, None, headers)
             reasons[name] = reasons.get(name, 0) + 1
         self.stats.dead_letters += len(bad)
 

@@ -49,6 +49,8 @@ from hypothesis import given as _given  # noqa: E402
 from hypothesis import settings as _settings  # noqa: E402
 from hypothesis import strategies as _st  # noqa: E402
 
+from kernels.reasons import DUPLICATE_FIELD, OVERSIZED  # noqa: E402
+from stream.fixes import MAX_FIX_BYTES  # noqa: E402
 from stream.jsonfix import _decode_all_at_once, _decode_each  # noqa: E402
 
 _records = _st.fixed_dictionaries(
@@ -72,7 +74,39 @@ def test_decoding_a_chunk_at_once_equals_record_by_record(records):
     if fast is not None:  # None: a record the careful path must judge
         _same(fast, _decode_each(values))
     else:
-        assert any(not str(r["officer_id"]).strip(" \t") or not -(2**62) < r["ts"] < 2**62 for r in records)
+        # An empty id, a time out of int64, or \u escapes (a key spelt with them could be a repeat).
+        assert any(not str(r["officer_id"]).strip(" \t") or not -(2**62) < r["ts"] < 2**62 or b"\\u" in v
+                   for r, v in zip(records, values))
+
+
+def test_a_field_given_twice_is_refused_on_every_path():
+    good = b'{"officer_id":"a","ts":1,"lat":52.9,"lon":-1.1,"accuracy_m":5}'
+    twice = [b'{"officer_id":"a","officer_id":"b","ts":1,"lat":52.9,"lon":-1.1}',
+             b'{"officer_id":"a","ts":1,"lat":52.9,"lon":-1.1,"lat":53.9}',
+             b'{"officer_id":"a","ts":1,"lat":52.9,"lon":-1.1,"accuracy_m":5,"accuracy_m":500}',
+             b'{"officer_id":"a","ts":1,"lat":52.9,"l\\u006fn":-1.1,"lon":-1.2}',  # one spelt with an escape
+             b'{"officer_id":"a","ts":1,"lat":52.9,"lon":-1.1,"source":"x","source":null}']
+    for value in twice:
+        assert _decode_all_at_once([good, value]) is None, value  # never one call: msgspec keeps the last
+        assert _decode_each([good, value]).status.tolist() == [0, DUPLICATE_FIELD], value
+        batch, bad, reason = build_batch(0, [0, 1], [good, value], time_min_ms=0, time_max_ms=10)
+        assert len(batch) == 1 and bad.tolist() == [1] and reason.tolist() == [DUPLICATE_FIELD], value
+    # A key's name inside a string, a null optional field and repeats in different records are fine.
+    fine = [good, b'{"officer_id":"lat","ts":1,"lat":52.9,"lon":-1.1,"source":"\\"lat\\":"}',
+            b'{"officer_id":"a","ts":2,"lat":52.9,"lon":-1.1,"accuracy_m":null}']
+    assert _decode_each(fine).status.tolist() == [0, 0, 0]
+    assert _decode_all_at_once([good, fine[2]]).status.tolist() == [0, 0]
+
+
+def test_records_longer_than_any_fix_are_oversized_and_not_decoded():
+    good = b'{"officer_id":"a","ts":1,"lat":52.9,"lon":-1.1}'
+    padded = good[:-1] + b',"pad":"' + b"x" * MAX_FIX_BYTES + b'"}'
+    batch, bad, reason = build_batch(0, [0, 1, 2], [padded, good, b"[" * (MAX_FIX_BYTES + 1)], time_min_ms=0,
+                                     time_max_ms=10)
+    assert len(batch) == 1 and bad.tolist() == [0, 2] and reason.tolist() == [OVERSIZED, OVERSIZED]
+    from stream.jsonfix import decode_records
+
+    assert decode_records([padded, good]).status.tolist() == [OVERSIZED, 0]  # the replay's path too
 
 
 def test_chunks_the_one_call_decode_leaves_to_the_careful_path():

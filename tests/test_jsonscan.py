@@ -1,12 +1,13 @@
 """The numba JSON scanner decides a record exactly as the careful msgspec path does, or leaves it."""
 
 import json
+from collections import Counter
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.jsonscan import FALLBACK, scan_fix_records
+from kernels.jsonscan import FALLBACK, first_repeated_key, scan_fix_records
 from stream.fixes import MAX_ID_CHARS
 from stream.jsonfix import _decode_each
 from stream.producer import fix_json
@@ -117,3 +118,21 @@ def test_the_simulators_records_all_take_the_fast_path():
                        accuracy_m=8.0 if i % 2 else None) for i in range(500)]
     status = _assert_same_as_careful(values)
     assert (status == 0).all()
+
+
+_KEY_NAMES_TEXT = ["officer_id", "ts", "lat", "lon", "accuracy_m", "device_id", "source", "speed"]
+_json_values = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+                         st.none(), st.booleans(), st.sampled_from(['lat', '"lon":', "a,b", "ts\":", "{}"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(st.lists(st.tuples(st.sampled_from(_KEY_NAMES_TEXT), _json_values), max_size=9),
+                        min_size=1, max_size=6), spaces=st.sampled_from(["", " ", "\t "]))
+def test_first_repeated_key_finds_the_records_json_would_see_a_fix_key_twice_in(records, spaces):
+    texts = ["{" + ",".join(f"{spaces}{json.dumps(k)}{spaces}:{spaces}{json.dumps(v)}" for k, v in pairs) + "}"
+             for pairs in records]
+    fix_keys = set(_KEY_NAMES_TEXT[:7])
+    repeated = [i for i, pairs in enumerate(records)
+                if any(n > 1 for k, n in Counter(k for k, _ in pairs).items() if k in fix_keys)]
+    got = first_repeated_key(np.frombuffer("\n".join(texts).encode(), np.uint8))
+    assert got == (repeated[0] if repeated else -1)
