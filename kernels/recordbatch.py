@@ -124,7 +124,8 @@ def _field(buf, pos, record_end, bounds, n, blob, filled):
     """Copy a length-prefixed field (key or value) of record ``n`` into ``blob``; (next position, bytes in
     ``blob``), position -1 if it does not fit the record. A null field (length -1) gets end -1."""
     length, pos = _varint(buf, pos, record_end)
-    if pos < 0 or pos + max(length, 0) > record_end:
+    # Compared as a difference: a hostile length near 2**63 must not wrap around.
+    if pos < 0 or length > record_end - pos:
         return -1, filled
     bounds[n, 0] = filled
     if length < 0:
@@ -140,7 +141,7 @@ def _record(buf, pos, end, n, key_bounds, key_blob, n_key, value_bounds, value_b
     """Decode record ``n`` at ``pos``: (position after it or -1 if corrupt, bytes in the key and value
     buffers, timestamp delta, offset delta). Headers are not read."""
     length, pos = _varint(buf, pos, end)
-    if pos < 0 or length < 0 or pos + length > end:
+    if pos < 0 or length < 0 or length > end - pos:
         return -1, n_key, n_value, 0, 0
     record_end = pos + length
     pos += 1  # record attributes (unused)

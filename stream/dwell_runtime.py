@@ -146,7 +146,7 @@ class DwellRuntime:
         self.stats.skipped += out.skipped
         await self._send_visits(tracker, out.visits)
         await self._send_opened(tracker, out.opened)
-        await self._dead_letter(batch, out)
+        await self._dead_letter(batch.partition, batch, out)
         return out
 
     async def _send_opened(self, tracker: OfficerTracker, opened) -> None:
@@ -206,22 +206,24 @@ class DwellRuntime:
             days.update(range(a + 1, b + 1))
         tracker.visit_days.update(dt.date.fromordinal(d).isoformat() for d in days)
 
-    async def _dead_letter(self, batch: FixBatch, out: TrackerOutput) -> None:
+    async def _dead_letter(self, partition: int, batch: FixBatch | None, out: TrackerOutput) -> None:
+        """Dead-letter the fixes the rules rejected: with their record when it is in ``batch``, else (held
+        in the reorder buffer since an earlier batch) as a reference to it in the input topic."""
         rej = out.rejects
         for offset, code in zip(rej.row.tolist(), rej.reason.tolist()):
             name = reasons.REASON_NAMES.get(code, "unknown")
             self.stats.rejected[name] = self.stats.rejected.get(name, 0) + 1
             if code not in DEAD_LETTERED:
                 continue
-            i = int(np.searchsorted(batch.offset, offset))
-            if i < len(batch) and batch.offset[i] == offset:
+            i = int(np.searchsorted(batch.offset, offset)) if batch is not None else 0
+            if batch is not None and i < len(batch) and batch.offset[i] == offset:
                 value = batch.raw_value(i)
                 key = batch.officer_id_bytes(i)
             else:  # not in this batch (held in the reorder buffer): rebuild it
                 value, key = json.dumps({"source_offset": offset}).encode(), None
             await self.send(self.settings.topic("location-fixes-dead-letter"), key, value, None,
-                             dead_letter_headers(name, self.settings.topic("location-fixes"), batch.partition,
-                                                 offset))
+                             dead_letter_headers(name, self.settings.topic("location-fixes"),
+                                                 partition, offset))
 
     async def close_day_if_due(self, tracker: OfficerTracker) -> None:
         """Close the policing days the partition's event time has passed by the grace.
@@ -243,6 +245,7 @@ class DwellRuntime:
             if tracker.released_for_ms != tracker.next_day_close_ms:  # once per boundary
                 out = tracker.close_day(tracker.next_day_close_ms)
                 await self._send_visits(tracker, out.visits)
+                await self._dead_letter(tracker.partition, None, out)  # fixes the released buffer rejected
                 tracker.released_for_ms = tracker.next_day_close_ms
             if np.any(tracker.open_visits().start_ms < tracker.next_day_close_ms):
                 # A visit that began in the day is still going on: the day's

@@ -77,11 +77,14 @@ class WorkerProcess:
 def start_worker(broker, namespace, tmp_path):
     workers: list[WorkerProcess] = []
 
-    def start(hotspots: Path, *extra: str, name: str = "w", env: dict | None = None) -> WorkerProcess:
+    def start(hotspots: Path, *extra: str, name: str = "w", env: dict | None = None,
+              time_check: bool = False) -> WorkerProcess:
+        """A worker; ``time_check`` keeps the default event-time bounds (for fixes near the wall clock)."""
         port = free_port()
         args = ["--brokers", broker.bootstrap, "--hotspots", str(hotspots), "--topic-prefix", namespace["prefix"],
                 "--app-id", namespace["app_id"], "--state-dir", str(tmp_path / f"state-{name}-{len(workers)}"),
-                "--no-time-check", "--loglevel", "info", "--metrics-port", str(port), *extra]
+                *([] if time_check else ["--no-time-check"]), "--loglevel", "info", "--metrics-port", str(port),
+                *extra]
         w = WorkerProcess(args, tmp_path / f"{name}-{len(workers)}.log", port, env)
         workers.append(w)
         return w
