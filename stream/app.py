@@ -114,7 +114,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
             q = event.message.partition
             state = presence.state(q, presence_checkpoints)
             try:
-                applied = await presence.handle(state, event.value or b"")
+                applied = await presence.handle(state, event.value or b"", event.message.offset)
             except (ValueError, KeyError, TypeError, IndexError, msgspec.DecodeError) as exc:
                 # A record this engine did not write: skipped, logged, never a crash.
                 log.error("visit-batches partition %d offset %d: unreadable: %r", q, event.message.offset, exc)

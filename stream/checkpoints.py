@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 
 CHUNK_BYTES = 512 << 10  # pieces stay well under Kafka's 1 MB message limit
 
@@ -58,21 +59,49 @@ class Checkpoints:
     def due(self, partition: int) -> bool:
         return time.monotonic() - self._last.get(partition, 0.0) >= self.interval_s
 
-    def write(self, table, partition: int, data: bytes) -> None:
-        """Write a snapshot; call from the stream iteration of that partition (Faust needs its event)."""
+    async def write(self, table, partition: int, data: bytes, still_owner: Callable[[], bool]) -> bool:
+        """Write a snapshot; call from the stream iteration of that partition (Faust needs its event).
+
+        Each record is sent on its own and delivered before the next, the manifest last: the embedded
+        broker (Tansu 0.6) reports a partition's end offset as the first offset of its last batch plus
+        one, so a manifest sent in one batch behind its pieces lay past the end that the next owner's
+        recovery reads to. That owner restored the snapshot before it while the input was committed
+        past it (visits lost from hot spot-days), and a worker given the partition back crashed on
+        Faust's consistency check (its own writes past the broker's end). Each record's own delivery
+        is awaited: Faust's producer flush gives up on its buffer after 0.1 s. Returns False, leaving
+        the last complete snapshot as it was named, if the partition is revoked meanwhile.
+        """
+
+        async def put(key: bytes, value: bytes | None) -> bool:
+            # What the table's __setitem__ / __delitem__ do, keeping the changelog record's future.
+            target = table.partition_for_key(key)  # the current event's partition
+            if value is None:
+                del table.data[key]
+                sent = table.send_changelog(target, key, None, value_serializer="raw")
+            else:
+                table.data[key] = value
+                sent = table.send_changelog(target, key, value)
+            await sent
+            return still_owner()
+
         gen = 1 - self._generation.get(partition, 1)
         chunks = [data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
         for i, piece in enumerate(chunks):
-            table[chunk_key(partition, gen, i)] = piece
-        table[manifest_key(partition)] = json.dumps({"generation": gen, "chunks": len(chunks), "bytes": len(data),
-                                                     "sha256": hashlib.sha256(data).hexdigest()}).encode()
+            if not await put(chunk_key(partition, gen, i), piece):
+                return False
         i = len(chunks)
         while table.get(chunk_key(partition, gen, i)) is not None:  # pieces of an older, longer snapshot
-            del table[chunk_key(partition, gen, i)]
+            if not await put(chunk_key(partition, gen, i), None):
+                return False
             i += 1
+        manifest = json.dumps({"generation": gen, "chunks": len(chunks), "bytes": len(data),
+                               "sha256": hashlib.sha256(data).hexdigest()}).encode()
+        if not await put(manifest_key(partition), manifest):
+            return False
         self._generation[partition] = gen
         self._last[partition] = time.monotonic()
         self.written += 1
+        return True
 
     def forget(self, partition: int) -> None:
         self._last.pop(partition, None)
@@ -105,11 +134,16 @@ class CheckpointedStage:
         if inflight:
             await asyncio.gather(*inflight)
 
-    def write_checkpoint(self, partition: int, table) -> None:
+    async def write_checkpoint(self, partition: int, table) -> bool:
         """Snapshot the partition into the table; call inside the stream iteration of that partition,
-        after :meth:`flush_outputs`, so a checkpoint never includes outputs that were lost."""
-        self.checkpoints.write(table, partition, self._states()[partition].snapshot())
-        self.stats.checkpoints += 1
+        after :meth:`flush_outputs`, so a checkpoint never includes outputs that were lost. False if
+        the partition was revoked before the snapshot was complete."""
+        state = self._states()[partition]
+        written = await self.checkpoints.write(table, partition, state.snapshot(),
+                                               lambda: self._states().get(partition) is state)
+        if written:
+            self.stats.checkpoints += 1
+        return written
 
     async def settle(self, partition: int, event, table, ack) -> None:
         """Record a processed input event; when the partition's checkpoint is due, wait for every output,
@@ -121,7 +155,8 @@ class CheckpointedStage:
         await self.flush_outputs()  # a checkpoint never includes an output that was lost
         if self._states().get(partition) is not state:
             return  # revoked while we awaited: the next owner re-reads from the last checkpoint
-        self.write_checkpoint(partition, table)
+        if not await self.write_checkpoint(partition, table):
+            return  # revoked while it was written: the next owner re-reads from the last complete one
         for done in self.pending.pop(partition, []):
             await ack(done)
 

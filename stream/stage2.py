@@ -264,6 +264,9 @@ class PartitionPresence:
         self.since_checkpoint: dict[int, RecentVisitIds] = {}
         self.days: dict[tuple[str, str], HotspotDay] = {}  # (day iso, hotspot id)
         self.marks: dict = {}
+        # The visit-batches offset of the last message folded in: a snapshot holds its input, and
+        # what is read again after a restore (the committed offset can lag the snapshot) is skipped.
+        self.applied_offset = -1
 
     def apply(self, batch: VisitBatch) -> Applied:
         out = Applied()
@@ -401,7 +404,7 @@ class PartitionPresence:
     def snapshot(self) -> bytes:
         return json.dumps({"partition": self.partition, "since_checkpoint": {str(k): v.to_json() for k, v in self.since_checkpoint.items()},
                            "days": [[d, h, hd.to_list()] for (d, h), hd in self.days.items()],
-                           "marks": self.marks}, separators=(",", ":")).encode()
+                           "marks": self.marks, "offset": self.applied_offset}, separators=(",", ":")).encode()
 
     def restore(self, data: bytes) -> None:
         doc = json.loads(data)
@@ -410,6 +413,7 @@ class PartitionPresence:
         self.since_checkpoint = {int(k): RecentVisitIds.from_json(v) for k, v in doc["since_checkpoint"].items()}
         self.days = {(d, h): HotspotDay.from_list(v) for d, h, v in doc["days"]}
         self.marks = doc["marks"]
+        self.applied_offset = int(doc.get("offset", -1))
 
 
 def _plain(value):
