@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench lint clean
+.PHONY: demo test test-unit test-integration bench lint clean chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not campaign"
+
+# The short crash campaign (about 3 minutes), then the full one (about 12).
+chaos: $(STAMP)
+	$(PY) -m pytest -q -m campaign
+	$(PY) -m tests.chaos.campaign --fixes 1000000
 
 test-unit: lint
 	$(PY) -m pytest -q -m "not integration"
