@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from stream.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
+from stream.broker import EmbeddedBroker, _accepts, die_with_parent, free_port, stop_process
 from stream.pseudonyms import Pseudonymiser
 from stream.replay import replay
 from tests.integration.conftest import WorkerProcess
@@ -92,7 +92,7 @@ verifyChain = yes
         self.proxy = subprocess.Popen([stunnel_binary(), str(conf)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 15
-        while not _listening(self.port):
+        while not _accepts("127.0.0.1", self.port):
             assert self.proxy.poll() is None, (self.dir / "stunnel.log").read_text(errors="replace")
             assert time.monotonic() < deadline, "stunnel did not listen within 15 s"
             time.sleep(0.05)
@@ -111,16 +111,6 @@ verifyChain = yes
         if cert:
             context.load_cert_chain(self.client_cert, self.client_key)
         return {"security_protocol": "SSL", "ssl_context": context}
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
