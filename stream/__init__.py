@@ -1,2 +1,2 @@
 """Replay and streaming engine: readers, the pure engine core, schedule,
-compliance, CLI, and (later) the Faust agents."""
+compliance, the two streaming stages and the worker that hosts them, metrics, CLI."""

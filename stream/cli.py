@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="fixes per second to produce (default: as fast as possible)")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("worker", help="run a streaming worker (Faust) against Kafka")
+    p = sub.add_parser("worker", help="run a streaming worker against Kafka")
     p.add_argument("--brokers", help="bootstrap servers host:port[,host:port]")
     p.add_argument("--hotspots", help="GeoJSON hot spots")
     p.add_argument("--schedule", help="schedule CSV")
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-id", help="consumer group / app id (default hotspot-dwell)")
     p.add_argument("--topic-prefix", help="prefix of every topic name")
     p.add_argument("--partitions", type=int, help="partitions of the topics the worker creates")
-    p.add_argument("--state-dir", help="Faust data directory")
+    p.add_argument("--state-dir", help="directory for the worker's local files (its state is kept in Kafka)")
     p.add_argument("--config", help="TOML file of settings")
     p.add_argument("--no-time-check", action="store_true",
                    help="accept any event time (simulated days run in compressed time)")

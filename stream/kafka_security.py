@@ -1,13 +1,9 @@
 """How the worker's Kafka clients authenticate: TLS (with a client certificate when given) and SASL.
 
-One place turns the settings into what each client takes, so stage 1's
-aiokafka consumer and producers, the admin client and Faust's own clients
-all connect the same way:
-
-- :func:`aiokafka_security` gives the keyword arguments of aiokafka's clients
-  (``security_protocol``, ``ssl_context``, ``sasl_*``);
-- :func:`faust_credentials` gives Faust's ``broker_credentials`` (Faust hands
-  them to its aiokafka clients in the same form).
+One place turns the settings into what each client takes, so both stages'
+consumers and producers and the admin client all connect the same way:
+:func:`aiokafka_security` gives the keyword arguments of aiokafka's clients
+(``security_protocol``, ``ssl_context``, ``sasl_*``).
 
 The TLS context is built once with aiokafka's own helper: it verifies the
 brokers' certificates against ``ssl_cafile`` (the system's CAs when unset)
@@ -109,17 +105,3 @@ def aiokafka_security(settings: WorkerSettings, context: ssl.SSLContext | None =
         kwargs.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
                       sasl_plain_password=sasl_password(settings))
     return kwargs
-
-
-def faust_credentials(settings: WorkerSettings, context: ssl.SSLContext | None = None):
-    """Faust's ``broker_credentials`` for these settings (None for PLAINTEXT)."""
-    import faust
-
-    check_security(settings)
-    if uses_sasl(settings):
-        return faust.SASLCredentials(username=settings.sasl_username, password=sasl_password(settings),
-                                     mechanism=settings.sasl_mechanism,
-                                     ssl_context=(context or ssl_context(settings)) if uses_tls(settings) else None)
-    if uses_tls(settings):
-        return faust.SSLCredentials(context or ssl_context(settings))
-    return None

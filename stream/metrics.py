@@ -78,12 +78,13 @@ class DwellMetrics(Collector):
     """
 
     def __init__(self, registry: CollectorRegistry, hotspots: HotspotSet, *, runtime=None, ingest=None,
-                 board=None, ready=None, version: str | None = None,
+                 presence=None, board=None, ready=None, version: str | None = None,
                  every_hotspot_up_to: int = EVERY_HOTSPOT_UP_TO) -> None:
         self.hotspots = hotspots
         self.every_hotspot_up_to = every_hotspot_up_to
         self.runtime = runtime
         self.ingest = ingest
+        self.presence = presence
         self.board = board
         self._ready = ready
         self.version = version or package_version()
@@ -201,6 +202,8 @@ class DwellMetrics(Collector):
             dead.add_metric([reason], count)
         yield rejected
         yield dead
+        if self.presence is not None:
+            yield from self._stage2()
         if self.runtime is None:
             return
         st = self.runtime.stats
@@ -221,6 +224,17 @@ class DwellMetrics(Collector):
                                     "stage 1 has processed")
             lag.add_metric([], time.time() - self._newest_event_ms / 1000.0)
             yield lag
+
+    def _stage2(self) -> Iterable:
+        n, st = NAMESPACE, self.presence.stats
+        yield CounterMetricFamily(f"{n}_stage2_batches", "visit-batches messages applied by stage 2", value=st.batches)
+        yield CounterMetricFamily(f"{n}_stage2_checkpoints", "Stage 2 checkpoints written", value=st.checkpoints)
+        yield CounterMetricFamily(f"{n}_stage2_late_visits", "Visits that reached stage 2 after their day closed "
+                                  "(not counted)", value=st.late_visits)
+        yield CounterMetricFamily(f"{n}_stage2_gaps", "visit-batches offsets missing between a partition's restored "
+                                  "state and what it read next (hot spot-days may lack visits)", value=st.gaps)
+        yield CounterMetricFamily(f"{n}_stage2_unreadable", "visit-batches messages this engine did not write "
+                                  "(skipped)", value=st.unreadable)
 
     def _visits(self) -> Iterable:
         n = NAMESPACE

@@ -9,7 +9,7 @@ offsets and timestamps, decoded by :mod:`kernels.recordbatch`. A batch that
 kernel leaves (compressed, transactional, control, older formats, a bad CRC)
 goes through aiokafka's own decoding, CRC check and errors included, and comes
 as a chunk of its own; the kernel goes on after it. Every other consumer in
-the process (Faust's) is untouched.
+the process (stage 2's, the checkpoint readers) is untouched.
 
 This reaches into two names of ``aiokafka.consumer.fetcher`` (``MemoryRecords``
 and ``PartitionRecords``, as of aiokafka 0.14); :func:`install` checks they are

@@ -18,13 +18,13 @@ from stream.engine import RuleSettings
 
 ENV_PREFIX = "HOTSPOT_DWELL_"
 
-TOPICS = ("location-fixes", "officer-checkpoints", "visit-batches", "dwell-intervals", "patrol-events",
-          "location-fixes-dead-letter")
+TOPICS = ("location-fixes", "officer-checkpoints", "visit-batches", "presence-checkpoints", "dwell-intervals",
+          "patrol-events", "location-fixes-dead-letter")
 # Topics that keep only the latest value per key.
-COMPACTED_TOPICS = ("officer-checkpoints",)
+COMPACTED_TOPICS = ("officer-checkpoints", "presence-checkpoints")
 # Between the stages of one app: named after the app id too (as Kafka Streams and
 # Faust name changelogs), so two apps on the same input never share them.
-INTERNAL_TOPICS = ("officer-checkpoints", "visit-batches")
+INTERNAL_TOPICS = ("officer-checkpoints", "visit-batches", "presence-checkpoints")
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class WorkerSettings:
     ingest_max_records: int = 20_000
     fetch_max_wait_ms: int = 5
     producer_linger_ms: int = 0
-    # Stage 2 (Faust) and its outputs are not latency-critical: stage 1 feeds it
-    # at most this often per input partition (one message per stage-2
-    # partition with everything since), and it waits longer for a fetch. Every
-    # message costs Faust and the broker, whatever it holds.
+    # Stage 2 and its outputs are not latency-critical: stage 1 feeds it at
+    # most this often per input partition (one message per stage-2 partition
+    # with everything since), and it waits longer for a fetch. Every message
+    # costs the broker, whatever it holds.
     stage2_feed_interval_s: float = 0.05
     stage2_fetch_max_wait_ms: int = 50
     checkpoint_interval_s: float = 2.0

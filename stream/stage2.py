@@ -17,8 +17,9 @@ each source marks its checkpoints in the stream (a ``c`` item, sent when the
 snapshot is taken, while it is still being written), and stage 2 keeps the
 ids of the visits each source sent since its last two marks: a source
 writes one checkpoint at a time, so the one before the last mark is
-complete, and a visit re-sent after a restart is always among those ids. State is small (open days and those ids)
-and snapshotted in a Faust table.
+complete, and a visit re-sent after a restart is always among those ids.
+State is small (open days and those ids); :mod:`stream.stage2_consumer`
+snapshots it.
 """
 
 from __future__ import annotations

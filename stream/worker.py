@@ -1,4 +1,4 @@
-"""Running a worker: warm the kernels, make sure the topics exist, start Faust."""
+"""Running a worker: warm the kernels, make sure the topics exist, start the app that hosts both stages."""
 
 from __future__ import annotations
 

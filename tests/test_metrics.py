@@ -22,6 +22,7 @@ from stream.stage1_consumer import IngestStats
 from stream.metrics import DwellMetrics
 from stream.policing_day import PolicingCalendar
 from stream.schedule import Schedule, ScheduleEntry
+from stream.presence_runtime import Stage2Stats
 from stream.stage2 import PartitionPresence, PresenceModel, VisitBatch
 
 DAY = dt.date(2024, 3, 4)
@@ -80,6 +81,21 @@ class FakeTracker:
 
     def state_bytes(self):
         return self._bytes
+
+
+class FakePresence:
+    stats = Stage2Stats(batches=40, checkpoints=3, late_visits=2, gaps=1, unreadable=0)
+
+
+def test_stage2_counters_are_exported(hotspots):
+    registry = CollectorRegistry()
+    DwellMetrics(registry, hotspots, presence=FakePresence())
+    value = registry.get_sample_value
+    assert value("hotspot_dwell_stage2_batches_total") == 40
+    assert value("hotspot_dwell_stage2_checkpoints_total") == 3
+    assert value("hotspot_dwell_stage2_late_visits_total") == 2
+    assert value("hotspot_dwell_stage2_gaps_total") == 1
+    assert value("hotspot_dwell_stage2_unreadable_total") == 0
 
 
 class FakeRuntime:
@@ -239,7 +255,8 @@ def test_promtool_check_metrics_is_clean(model, hotspots):
     promtool = require_promtool()
     registry = CollectorRegistry()
     board = board_with_visits(model, hotspots, list(hotspots.ids[:5]))
-    m = DwellMetrics(registry, hotspots, runtime=FakeRuntime(), ingest=FakeIngest(), board=board)
+    m = DwellMetrics(registry, hotspots, runtime=FakeRuntime(), ingest=FakeIngest(), presence=FakePresence(),
+                     board=board)
     m.batch_processed(10, 0.001, 0.01)
     m.visit_counted(hotspots.ids[1], 300.0, False)
     m.set_officers_present({hotspots.ids[0]: 1}, ms(16))

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.kafka_security import (SecurityError, aiokafka_security, check_security, faust_credentials,
-                                   sasl_password)
+from stream.kafka_security import SecurityError, aiokafka_security, check_security, sasl_password
 from stream.pseudonyms import Pseudonymiser, PseudonymKeyError, read_key
 from stream.settings import WorkerSettings, load_settings
 
@@ -29,10 +28,9 @@ def sasl(**values) -> WorkerSettings:
 
 def test_plaintext_by_default():
     assert aiokafka_security(WorkerSettings()) == {"security_protocol": "PLAINTEXT"}
-    assert faust_credentials(WorkerSettings()) is None
 
 
-def test_sasl_settings_reach_aiokafka_clients_and_faust():
+def test_sasl_settings_reach_the_aiokafka_clients():
     s = sasl(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username="dwell",
              sasl_password="s3cret")
     kwargs = aiokafka_security(s)
@@ -43,10 +41,7 @@ def test_sasl_settings_reach_aiokafka_clients_and_faust():
     assert consumer._client._sasl_mechanism == "SCRAM-SHA-256"
     assert consumer._client._sasl_plain_username == "dwell"
     assert consumer._client._security_protocol == "SASL_PLAINTEXT"
-    creds = faust_credentials(s)
-    assert (creds.username, creds.password, creds.mechanism.value, creds.protocol.value) == (
-        "dwell", "s3cret", "SCRAM-SHA-256", "SASL_PLAINTEXT")
-    assert "s3cret" not in repr(s) and "s3cret" not in repr(creds)
+    assert "s3cret" not in repr(s)
 
 
 def test_sasl_ssl_with_ca_gives_one_context_to_every_client(tmp_path):
@@ -68,8 +63,6 @@ def test_sasl_ssl_with_ca_gives_one_context_to_every_client(tmp_path):
     assert context.check_hostname
     producer = made_in_a_loop(AIOKafkaProducer, bootstrap_servers="127.0.0.1:1", **kwargs)
     assert producer.client._ssl_context is context
-    creds = faust_credentials(s, context)
-    assert creds.protocol.value == "SASL_SSL" and creds.ssl_context is context
 
 
 @pytest.mark.parametrize("values, message", [

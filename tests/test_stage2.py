@@ -174,8 +174,9 @@ def test_visit_ids_are_kept_until_the_source_has_checkpointed_twice():
 
 
 def test_messages_read_again_after_a_restore_are_not_counted_twice():
-    """Regression: Faust commits stage 2's acks every commit interval and not on a revoke, so the next
-    owner of a partition re-read messages that its restored snapshot held already, and visits older
+    """Regression: when stage 2 was a Faust agent, Faust committed its acks every commit interval and not
+    on a revoke (a group's committed offset can lag a snapshot whoever commits), so the next owner of
+    a partition re-read messages that its restored snapshot held already, and visits older
     than their source's last two checkpoint marks were counted twice (hot spot-days with too many
     visits, and a dosage_met repeated with a different body)."""
     import asyncio
@@ -189,7 +190,7 @@ def test_messages_read_again_after_a_restore_are_not_counted_twice():
     async def send(*args):
         sent.append(args)
 
-    runtime = PresenceRuntime(WorkerSettings(partitions=1), model, send, [OWNED])
+    runtime = PresenceRuntime(WorkerSettings(partitions=1), model, [OWNED], send)
     # One visit a message, the source checkpointing after each: by the end the first visits are older
     # than the source's last two marks, so only the offsets can tell that they are in the snapshot.
     messages = [VisitBatch(0, [["v", _vid(k), OWNED[k % 4], T0 + k * MIN, T0 + (k + 1) * MIN], ["c", k]]).encode()
@@ -206,53 +207,3 @@ def test_messages_read_again_after_a_restore_are_not_counted_twice():
     asyncio.run(feed(restored, range(2, 6)))  # the group's committed offset lagged the snapshot by four
     assert sum(hd.visits for hd in restored.days.values()) == 6
     assert runtime.stats.reread == 4
-
-
-def test_each_stage2_checkpoint_record_goes_out_alone_and_the_manifest_last():
-    """Regression: the embedded broker (Tansu 0.6) reports a partition's end offset as the first
-    offset of its last batch plus one, so a manifest sent in one batch behind its pieces lay past the
-    end that the next owner's Faust recovery read to: it restored the snapshot before, while the input
-    was committed past it (visits missing from hot spot-days), and a worker given the partition back
-    crashed on Faust's consistency check. Each record's delivery is awaited, not the producer's
-    flush, which gives up on its buffer after 0.1 s."""
-    import asyncio
-
-    from stream.checkpoints import CHUNK_BYTES, Checkpoints
-
-    batches: list[list[bytes]] = []
-
-    class Table(dict):
-        """A Faust table, as far as the checkpoints use one: the store, and changelog records that go
-        out as one batch unless each one's delivery is awaited before the next is sent."""
-
-        def __init__(self):
-            super().__init__()
-            self.data = self
-            self.queued: list[bytes] = []
-
-        def partition_for_key(self, key):
-            return 3
-
-        def send_changelog(self, partition, key, value, value_serializer=None):
-            assert partition == 3
-            self.queued.append(key)
-
-            async def delivered():
-                if self.queued:
-                    batches.append(self.queued)
-                    self.queued = []
-
-            return delivered()
-
-    table = Table()
-    checkpoints = Checkpoints(0.0)
-    long = b"a" * (2 * CHUNK_BYTES + 1)
-    assert asyncio.run(checkpoints.write(table, 3, long, lambda: True))
-    assert asyncio.run(checkpoints.write(table, 3, b"b", lambda: True))
-    assert asyncio.run(checkpoints.write(table, 3, b"c", lambda: True))  # generation 0 again: 2 stale pieces
-    assert batches == [[b"p3/g0/0"], [b"p3/g0/1"], [b"p3/g0/2"], [b"p3"], [b"p3/g1/0"], [b"p3"],
-                       [b"p3/g0/0"], [b"p3/g0/1"], [b"p3/g0/2"], [b"p3"]]
-    assert checkpoints.load(table, 3) == b"c"
-    # Revoked while its pieces were written: no manifest, and the last complete snapshot still stands.
-    assert not asyncio.run(checkpoints.write(table, 3, b"d", lambda: False))
-    assert batches[-1] == [b"p3/g1/0"] and checkpoints.load(table, 3) == b"c"

@@ -22,6 +22,8 @@ topic location-fixes-dead-letter $((7 * DAY_MS)) delete
 topic hotspot-dwell-visit-batches $((2 * DAY_MS)) delete
 # Stage 1's officer state: only the latest snapshot per partition matters.
 topic hotspot-dwell-officer-checkpoints $((7 * DAY_MS)) compact
+# Stage 2's hot spot-day state: likewise.
+topic hotspot-dwell-presence-checkpoints $((7 * DAY_MS)) compact
 # Visits and patrol events name officers: the evaluation period plus a margin.
 topic dwell-intervals $((90 * DAY_MS)) delete
 topic patrol-events $((400 * DAY_MS)) delete

@@ -46,16 +46,13 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-FIRST_DAY = dt.date(2024, 4, 8)  # clear of both clock changes, so every day is 24 hours
-FIXES_PER_OFFICER_DAY = 1_600  # simulate_day's defaults (10-hour shift, a fix every 5-60 s) give 1,370-1,720
-OFFICERS_PER_CALL = 50  # simulate_day builds every officer's 1 Hz true path at once: 50 keep a call near 1-2 s
-MIB = 1 << 20
+from tests.chaos.soak_chart import MIB, draw
+from tests.chaos.soak_load import FIRST_DAY, FIXES_PER_OFFICER_DAY, Load, make_load
 
 
 @dataclass(frozen=True)
@@ -92,79 +89,6 @@ class SoakSettings:
 
 
 # -- the load ------------------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    """Fixes in the order they are offered, officers as codes into ``officer_ids``."""
-
-    officer_ids: list[str]
-    days: list[dt.date]
-    day_first: np.ndarray  # index of each day's first fix
-    officer: np.ndarray  # int32
-    ts_ms: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    accuracy_m: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.ts_ms.shape[0])
-
-    def day_index_at(self, n_offered: int) -> int:
-        """Index of the day of the last of the first ``n_offered`` fixes (-1 before the first)."""
-        return int(np.searchsorted(self.day_first, n_offered, side="left")) - 1 if n_offered else -1
-
-
-_POOL_INPUTS: dict = {}
-
-
-def _load_pool_inputs(hotspots_path: str, schedule) -> None:
-    from geo.hotspots import load_hotspots
-
-    _POOL_INPUTS.update(hotspots=load_hotspots(hotspots_path), schedule=schedule)
-
-
-def _simulate_day(job: tuple[dt.date, int, int]) -> tuple[np.ndarray, ...]:
-    """One day of ``officers`` officers, ``OFFICERS_PER_CALL`` per simulate_day call (in a pool process)."""
-    from stream.simulate import SimulationSettings, simulate_day
-
-    day, officers, seed = job
-    parts = []
-    for first in range(0, officers, OFFICERS_PER_CALL):
-        n = min(OFFICERS_PER_CALL, officers - first)
-        sim = simulate_day(_POOL_INPUTS["hotspots"], _POOL_INPUTS["schedule"], day,
-                           SimulationSettings(officers=n, seed=seed + first))
-        code = first + np.fromiter((int(o[len("officer-"):]) for o in sim.officer_id), np.int32, len(sim))
-        parts.append((code, sim.ts_ms, sim.lat, sim.lon, sim.accuracy_m))
-    # Each call's fixes are in delivery order (late ones after their time); merge the calls by when each fix
-    # is delivered, which is the latest event time delivered so far.
-    delivered = np.concatenate([np.maximum.accumulate(p[1]) for p in parts])
-    order = np.argsort(delivered, kind="stable")
-    return tuple(np.concatenate([p[k] for p in parts])[order] for k in range(5))
-
-
-def make_load(hotspots_path: Path, schedule, settings: SoakSettings) -> Load:
-    """Enough consecutive simulated days for the run (two processes simulate them)."""
-    from stream.producer import partition_of
-
-    officer_ids = [f"officer-{k:04d}" for k in range(settings.officers)]
-    covered = {partition_of(o.encode(), settings.partitions) for o in officer_ids}
-    if len(covered) < settings.partitions:
-        # A partition without fixes holds every day open (there is no idle rule yet).
-        raise ValueError(f"{settings.officers} officers leave a partition of {settings.partitions} without fixes")
-    total = int(settings.rate * settings.seconds)
-    days: list[dt.date] = []
-    parts: list[tuple[np.ndarray, ...]] = []
-    with ProcessPoolExecutor(2, initializer=_load_pool_inputs, initargs=(str(hotspots_path), schedule)) as pool:
-        while sum(len(p[1]) for p in parts) < total:
-            more = math.ceil((total - sum(len(p[1]) for p in parts)) / (settings.officers * FIXES_PER_OFFICER_DAY))
-            new = [FIRST_DAY + dt.timedelta(days=len(days) + k) for k in range(max(1, more))]
-            jobs = [(d, settings.officers, settings.seed * 100_000 + (d - FIRST_DAY).days * 1_000) for d in new]
-            parts += list(pool.map(_simulate_day, jobs))
-            days += new
-    sizes = np.array([len(p[1]) for p in parts])
-    cols = [np.concatenate([p[k] for p in parts])[:total] for k in range(5)]
-    return Load(officer_ids, days, np.concatenate([[0], np.cumsum(sizes)[:-1]]), *cols)
 
 
 # -- what the worker says ------------------------------------------------------------------
@@ -484,70 +408,6 @@ def run_soak(settings: SoakSettings, out: Path, workdir: Path, progress: Callabl
     Path(f"{out}.json").write_text(json.dumps(result, indent=1) + "\n")
     draw(result, Path(f"{out}.png"))
     return result
-
-
-def draw(result: dict, path: Path) -> Path:
-    """Memory, lag and latency against time, the policing days marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    samples, summary, days, settings = result["samples"], result["summary"], result["days"], result["settings"]
-    minutes = np.array([s["t_s"] for s in samples]) / 60.0
-
-    def col(name, scale=1.0):
-        return np.array([np.nan if s[name] is None else s[name] * scale for s in samples], float)
-
-    def legend(ax, twin, loc):
-        ax.legend(handles=ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0], loc=loc)
-
-    fig, axes = plt.subplots(4, 1, figsize=(11, 12), sharex=True, constrained_layout=True)
-    mem, broker_ax, lag_ax, lat_ax = axes
-    mem.plot(minutes, col("worker_rss_bytes", 1 / MIB), color="C0", label="worker RSS")
-    ref, window = summary["rss_at_mark_bytes"] / MIB, (summary["last_window_from_s"] / 60, minutes.max())
-    mem.axvline(summary["mark_s"] / 60, color="C0", ls=":", lw=1)
-    mem.hlines(ref, *window, colors="C0", lw=1, label=f"RSS at the mark ({ref:,.0f} MiB)")
-    mem.hlines(ref * (1 + settings["memory_tolerance"]), *window, colors="C3", linestyles="--", lw=1,
-               label="allowed max over the last window")
-    mem.set(ylabel="MiB", ylim=(0, ref * 1.4), title=f"Worker memory: max over the last window / at the mark = "
-            f"{summary['rss_ratio']:.3f} ({'flat' if summary['memory_flat'] else 'NOT flat'})")
-    state = mem.twinx()
-    state.plot(minutes, col("state_bytes", 1 / MIB), color="C2", label="stage-1 state (right)")
-    state.set(ylabel="stage-1 state, MiB", ylim=(0, None))
-    legend(mem, state, "lower right")
-    broker_ax.plot(minutes, col("broker_rss_bytes", 1 / MIB), color="C7")
-    broker_ax.set(ylabel="MiB", title="Embedded broker RSS (memory-only storage keeps every record; for information)")
-    lag_ax.plot(minutes, col("lag_fixes"), color="C1", label="lag (fixes offered - read)")
-    lag_ax.axhline(summary["lag_bound_fixes"], color="C3", ls="--", lw=1, label="bound")
-    lag_ax.set_yscale("symlog", linthresh=100)
-    lag_ax.set_ylim(bottom=0)
-    lag_ax.set(ylabel="fixes", title=f"Lag: max {summary['lag_max_fixes']:,} fixes, at the end "
-               f"{summary['lag_end_fixes']:,}; achieved {summary['achieved_rate']:,.0f} fixes/s")
-    rate = lag_ax.twinx()
-    rate.plot(minutes, col("offered_per_s"), color="C4", lw=1, label="offered fixes/s (right)")
-    rate.set(ylabel="fixes/s", ylim=(0, settings["rate"] * 1.3))
-    legend(lag_ax, rate, "upper left")
-    for name, label in (("latency_p50_s", "fix latency p50"), ("latency_p99_s", "fix latency p99"),
-                        ("loop_lag_p99_s", "event-loop lag p99")):
-        lat_ax.plot(minutes, col(name, 1000.0), label=label)
-    lat_ax.set_yscale("log")
-    lat_ax.set(ylabel="ms (per 10 s window)", xlabel="minutes",
-               title="Latency from the worker's histograms (bucket deltas, interpolated)")
-    lat_ax.legend(loc="upper left")
-    for d in days:
-        mem.annotate(d["day"][5:], (d["input_from_s"] / 60, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
-                     color="grey", va="top")
-        for ax in axes:
-            ax.axvline(d["input_from_s"] / 60, color="grey", ls=":", lw=0.8)
-            if d["closed_at_s"] is not None:
-                ax.axvline(d["closed_at_s"] / 60, color="C3", lw=0.6, alpha=0.6)
-    fig.suptitle(f"Soak: {settings['minutes']:g} min at {settings['rate']:,.0f} fixes/s, {result['load']['officers']} "
-                 f"officers, {result['load']['hotspots']} hot spots; dotted: a policing day's input begins, red: its "
-                 f"hotspot.day_closed ({summary['days_closed']} of {summary['days_close_due']} due)", fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,9 @@ def test_bench_measures_and_checks_against_replay(broker, tmp_path):
                            rates="500", seconds=2.0, workdir=str(tmp_path), latency_repeat=1))
     t = result["throughput"]
     assert t["fixes"] == 6_004 and t["engine_fixes_per_s"] > 0 and t["raw_consume_fixes_per_s"] > 0
-    assert 0 < t["engine_over_raw"] < 1 and t["worker_cpu_s"] > 0 and t["worker_peak_rss_bytes"][0] > 50 << 20
+    # On 6,000 fixes the raw read is mostly its first fetches, so the engine can come out ahead of it: the ratio
+    # is only checked to be a measurement (the benchmark's loads are 100 times larger).
+    assert 0 < t["engine_over_raw"] < 10 and t["worker_cpu_s"] > 0 and t["worker_peak_rss_bytes"][0] > 50 << 20
     check = result["check"]
     assert check["replay_visits"] > 20 and check["equal"] and check["missing"] == check["extra"] == 0
     (lat,) = result["latency"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 
 import numpy as np
 import pytest
@@ -48,11 +47,8 @@ def test_two_workers_give_the_same_output_as_one(broker, namespace, start_worker
     want_visits, want_patrols = expected_of(records, tmp_path)
     a = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="a")
     b = start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), name="b")
-    # b is ready only once the group has rebalanced and given it partitions.
-    deadline = time.monotonic() + 60
-    while "Worker ready" not in b.log():
-        assert time.monotonic() < deadline and b.proc.poll() is None, b.log()
-        time.sleep(0.1)
+    # b is ready only once both groups have rebalanced and given it partitions.
+    b.wait_ready()
     asyncio.run(produce(broker.bootstrap, namespace["prefix"] + "location-fixes", records))
     out = asyncio.run(collect(broker.bootstrap, namespace["prefix"], until(want_visits, want_patrols)))
     assert visit_rows(out["dwell-intervals"]) == want_visits
