@@ -81,8 +81,7 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
         return stage1.ready and stage2.ready  # both groups have given this worker its partitions
 
     metrics = DwellMetrics(app.metrics_registry, hs, runtime=runtime, ingest=stage1, presence=presence, board=board,
-                           ready=ready,
-                           every_hotspot_up_to=settings.metrics_every_hotspot_up_to)
+                           ready=ready, every_hotspot_up_to=settings.metrics_every_hotspot_up_to)
     app.metrics = metrics
     stage1.on_batch = metrics.batch_processed
 

@@ -129,7 +129,7 @@ class Stage1Consumer:
             self.store = CheckpointStore(KafkaCheckpointLog(s.topic("officer-checkpoints"), checkpoint_producer,
                                                             reader))
             await self.consumer.start()
-            self.consumer.subscribe([s.topic("location-fixes")], listener=_Rebalance(self))
+            self.consumer.subscribe([s.topic("location-fixes")], listener=Rebalance(self))
             try:
                 await self._loop()
             finally:
@@ -353,8 +353,10 @@ except (OSError, AttributeError):
     _LIBC = None
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, owner: Stage1Consumer) -> None:
+class Rebalance(ConsumerRebalanceListener):
+    """Hands a group's rebalances to the stage that owns the consumer (``on_revoked``, ``on_assigned``)."""
+
+    def __init__(self, owner) -> None:
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked) -> None:

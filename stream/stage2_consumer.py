@@ -29,12 +29,13 @@ import time
 from collections.abc import Callable
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from stream.checkpoint_log import CheckpointStore, KafkaCheckpointLog
 from stream.presence_runtime import PresenceRuntime
 from stream.settings import WorkerSettings
+from stream.stage1_consumer import Rebalance
 from stream.stage2 import Applied
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Stage2Consumer:
             self.runtime.send = self._send
             self.store = CheckpointStore(KafkaCheckpointLog(s.topic("presence-checkpoints"), self.producer, reader))
             await self.consumer.start()
-            self.consumer.subscribe([s.topic("visit-batches")], listener=_Rebalance(self))
+            self.consumer.subscribe([s.topic("visit-batches")], listener=Rebalance(self))
             try:
                 await self._loop()
             finally:
@@ -192,14 +193,3 @@ class Stage2Consumer:
                 self._checkpointed_offset[tp.partition] = state.applied_offset
                 self._checkpointed_at[tp.partition] = time.monotonic()
                 self.runtime.states[tp.partition] = state
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, owner: Stage2Consumer) -> None:
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await self.owner.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        await self.owner.on_assigned(assigned)
