@@ -97,6 +97,7 @@ class Stage1Consumer:
         self.producer: AIOKafkaProducer | None = None
         self.batches: BatchedSender | None = None
         self.store: CheckpointStore | None = None
+        self.rebalance: Rebalance | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -129,7 +130,8 @@ class Stage1Consumer:
             self.store = CheckpointStore(KafkaCheckpointLog(s.topic("officer-checkpoints"), checkpoint_producer,
                                                             reader))
             await self.consumer.start()
-            self.consumer.subscribe([s.topic("location-fixes")], listener=Rebalance(self))
+            self.rebalance = Rebalance(self)
+            self.consumer.subscribe([s.topic("location-fixes")], listener=self.rebalance)
             try:
                 await self._loop()
             finally:
@@ -148,6 +150,7 @@ class Stage1Consumer:
         s = self.settings
         while not self._stopping.is_set():
             records = await self.consumer.getmany(timeout_ms=100, max_records=s.ingest_max_records)
+            self.rebalance.raise_failure()
             self.ready = bool(self.consumer.assignment())
             if self._writing is not None and self._writing.done():
                 self._writing.result()  # a failed checkpoint stops the worker; its restart replays from the last
@@ -354,13 +357,29 @@ except (OSError, AttributeError):
 
 
 class Rebalance(ConsumerRebalanceListener):
-    """Hands a group's rebalances to the stage that owns the consumer (``on_revoked``, ``on_assigned``)."""
+    """Hands a group's rebalances to the stage that owns the consumer (``on_revoked``, ``on_assigned``).
+
+    aiokafka only logs a listener's exception and carries on, which would leave a partition assigned
+    but never restored (its records skipped for good); the error is kept in ``failed`` instead, and
+    the stage's loop raises it, so the worker stops and its restart tries again.
+    """
 
     def __init__(self, owner) -> None:
         self.owner = owner
+        self.failed: BaseException | None = None
 
     async def on_partitions_revoked(self, revoked) -> None:
-        await self.owner.on_revoked(revoked)
+        try:
+            await self.owner.on_revoked(revoked)
+        except Exception as exc:
+            self.failed = exc
 
     async def on_partitions_assigned(self, assigned) -> None:
-        await self.owner.on_assigned(assigned)
+        try:
+            await self.owner.on_assigned(assigned)
+        except Exception as exc:
+            self.failed = exc
+
+    def raise_failure(self) -> None:
+        if self.failed is not None:
+            raise RuntimeError("a rebalance could not be completed") from self.failed

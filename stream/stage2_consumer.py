@@ -60,6 +60,7 @@ class Stage2Consumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.store: CheckpointStore | None = None
+        self.rebalance: Rebalance | None = None
 
     @property
     def partitions(self) -> list[int]:
@@ -82,7 +83,8 @@ class Stage2Consumer:
             self.runtime.send = self._send
             self.store = CheckpointStore(KafkaCheckpointLog(s.topic("presence-checkpoints"), self.producer, reader))
             await self.consumer.start()
-            self.consumer.subscribe([s.topic("visit-batches")], listener=Rebalance(self))
+            self.rebalance = Rebalance(self)
+            self.consumer.subscribe([s.topic("visit-batches")], listener=self.rebalance)
             try:
                 await self._loop()
             finally:
@@ -102,6 +104,7 @@ class Stage2Consumer:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             records = await self.consumer.getmany(timeout_ms=100, max_records=MAX_MESSAGES)
+            self.rebalance.raise_failure()
             self.ready = bool(self.consumer.assignment())
             async with self._lock:
                 for tp, messages in records.items():

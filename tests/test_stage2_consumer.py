@@ -136,3 +136,25 @@ def test_a_message_this_engine_did_not_write_is_logged_and_read_past(caplog):
         assert "offset 0: unreadable" in caplog.text
 
     asyncio.run(scenario())
+
+
+def test_a_partition_that_cannot_be_restored_stops_the_stage_instead_of_being_skipped():
+    """aiokafka only logs a rebalance listener's exception: the partition would stay assigned with no
+    state, its messages skipped for good. The listener keeps the error and the stage's loop raises it."""
+    import pytest
+
+    from stream.checkpoint_log import CheckpointError
+    from stream.stage1_consumer import Rebalance
+
+    class DamagedStore:
+        async def load(self, partition):
+            raise CheckpointError("checkpoint of partition 0 does not match its manifest")
+
+    stage2 = worker(MemoryCheckpointLog())
+    stage2.store = DamagedStore()
+    listener = Rebalance(stage2)
+    asyncio.run(listener.on_partitions_assigned([TP]))
+    assert stage2.partitions == []
+    with pytest.raises(RuntimeError, match="rebalance") as raised:
+        listener.raise_failure()
+    assert isinstance(raised.value.__cause__, CheckpointError)
