@@ -115,14 +115,12 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
 
         return run
 
-    app.early_tasks.append(run_stage(stage1, "stage 1"))
-    app.early_tasks.append(run_stage(stage2, "stage 2"))
+    app.add_stage(run_stage(stage1, "stage 1"), stage1.stop)
+    app.add_stage(run_stage(stage2, "stage 2"), stage2.stop)
     app.early_tasks.append(metrics.watch_event_loop)
 
     @app.on_before_shutdown.connect
-    def stop_stages(app_, **kwargs):
-        stage1.stop()
-        stage2.stop()
+    def report(app_, **kwargs):
         st = runtime.stats
         log.warning("stage 1 processed %d batches, %d fixes (%d re-sent skipped), sent %d visits, %d patrols; "
                     "read %d records, %d dead letters", st.batches, st.fixes, st.skipped, st.visits,

@@ -51,6 +51,7 @@ class PresenceRuntime:
         self.states: dict[int, PartitionPresence] = {}
         self.stats = Stage2Stats()
         self._inflight: list = []  # send futures not yet known delivered
+        self.delivery_error: BaseException | None = None  # the first event that failed: no checkpoint after it
 
     def new_state(self, partition: int) -> PartitionPresence:
         return PartitionPresence(self.model, partition, self.owned_by[partition], self.settings.partitions)
@@ -77,9 +78,15 @@ class PresenceRuntime:
                         state.partition, applied.late_visits)
         topic = self.settings.topic("patrol-events")
         for key, body, headers in applied.events:
-            self._inflight.append(await self.send(topic, key, body, None, headers))
+            delivered = await self.send(topic, key, body, None, headers)
+            delivered.add_done_callback(self._note_delivery)
+            self._inflight.append(delivered)
         self.stats.events += len(applied.events)
         return applied
+
+    def _note_delivery(self, future) -> None:
+        if self.delivery_error is None and not future.cancelled() and future.exception() is not None:
+            self.delivery_error = future.exception()
 
     async def flush_outputs(self) -> None:
         """Wait until every output sent so far is acknowledged (raises if one failed)."""

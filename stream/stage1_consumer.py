@@ -134,9 +134,10 @@ class Stage1Consumer:
             self.consumer.subscribe([s.topic("location-fixes")], listener=self.rebalance)
             try:
                 await self._loop()
-            finally:
+                # Stopped: hand the state over. After an error it may be half-advanced: the last checkpoint stands.
                 async with self._lock:
                     await self._checkpoint_safely(list(self.runtime.trackers), "shutdown")
+            finally:
                 await self.consumer.stop()
         finally:
             await reader.stop()

@@ -134,6 +134,20 @@ class RecentVisitIds:
 _NO_IDS = np.empty(0, "S16")
 
 
+def check_items(items: list) -> None:
+    """Raise ValueError unless every item has the shape stage 1 writes."""
+    for item in items:
+        kind = item[0] if isinstance(item, list) and item else None
+        if kind == "v" and len(item) == 5 and isinstance(item[1], str) and isinstance(item[2], str) \
+                and type(item[3]) is int and type(item[4]) is int and item[3] <= item[4]:
+            if len(bytes.fromhex(item[1].replace("-", ""))) != 16:  # (raises ValueError if not hex)
+                raise ValueError(f"visit id {item[1]!r} is not a uuid")
+        elif kind == "m" and len(item) == 3 and isinstance(item[1], str) and isinstance(item[2], bool):
+            dt.date.fromisoformat(item[1])
+        elif not (kind == "c" and len(item) == 2 and type(item[1]) is int):
+            raise ValueError(f"not a visit-batches item: {str(item)[:80]}")
+
+
 def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources: int) -> list[dt.date]:
     """Fold a cumulative mark into a partition's marks document.
 
@@ -270,6 +284,7 @@ class PartitionPresence:
         self.applied_offset = -1
 
     def apply(self, batch: VisitBatch) -> Applied:
+        check_items(batch.items)  # before anything changes: a message is applied whole or not at all
         out = Applied()
         recent = self.since_checkpoint.setdefault(batch.src, RecentVisitIds())
         repeated = recent.apply(batch.items)

@@ -41,6 +41,7 @@ from stream.stage2 import Applied
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 2_000  # visit-batches messages per poll (each holds many visits)
+COMMIT_TIMEOUT_S = 10.0  # the committed offsets only show the group's lag: restores seek to the checkpoint
 
 
 class Stage2Consumer:
@@ -87,9 +88,10 @@ class Stage2Consumer:
             self.consumer.subscribe([s.topic("visit-batches")], listener=self.rebalance)
             try:
                 await self._loop()
-            finally:
+                # Stopped: hand the state over. After an error it may be half-advanced: the last checkpoint stands.
                 async with self._lock:
                     await self._checkpoint_safely(self.partitions, "shutdown")
+            finally:
                 await self.consumer.stop()
         finally:
             await reader.stop()
@@ -142,6 +144,8 @@ class Stage2Consumer:
         if not partitions:
             return
         await self.runtime.flush_outputs()  # a checkpoint never includes an event that was lost
+        if self.runtime.delivery_error is not None:  # also one that an earlier flush saw fail
+            raise self.runtime.delivery_error
         topic = self.settings.topic("visit-batches")
         offsets = {}
         for p in partitions:
@@ -154,9 +158,10 @@ class Stage2Consumer:
                 offsets[TopicPartition(topic, p)] = state.applied_offset + 1
         if offsets:
             try:
-                await self.consumer.commit(offsets)
-            except (CommitFailedError, KafkaError) as exc:
-                log.warning("stage-2 offset commit failed (%s); the checkpoints are written", exc)
+                # Bounded: aiokafka retries a commit while the coordinator is away, and this holds the lock.
+                await asyncio.wait_for(self.consumer.commit(offsets), COMMIT_TIMEOUT_S)
+            except (CommitFailedError, KafkaError, asyncio.TimeoutError) as exc:
+                log.warning("stage-2 offset commit failed (%r); the checkpoints are written", exc)
 
     async def _checkpoint_safely(self, partitions: list[int], why: str) -> None:
         moved = [p for p in partitions if p in self.runtime.states

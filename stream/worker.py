@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def warm_up_kernels(hotspots, rules) -> float:
     """Compile (or load from cache) every kernel before joining the group.
 
-    A first compile can take seconds; done inside an agent it would block
+    A first compile can take seconds; done on the first batch it would block
     the event loop past the session timeout and trigger a rebalance.
     """
     from stream.engine import DwellEngine

@@ -134,10 +134,17 @@ def test_a_visit_after_its_day_closed_is_not_counted():
     assert out.late_visits == 1 and state.days == {}
 
 
-def test_unknown_items_are_an_error():
+def test_a_message_with_a_bad_item_is_an_error_and_changes_nothing():
     state = PartitionPresence(model_with_schedule(), 0, OWNED, 1)
-    with pytest.raises(ValueError, match="unknown"):
-        state.apply(VisitBatch(0, [["x"]]))
+    good = [["v", _vid(0), OWNED[0], T0, T0 + MIN], ["m", DAY0.isoformat(), True]]
+    for bad in (["x"], ["v", "not-a-uuid", OWNED[0], T0, T0 + MIN], ["v", _vid(1), OWNED[0], T0 + MIN, T0],
+                ["m", "2024-13-01", True], ["c", "7"]):
+        with pytest.raises(ValueError):
+            state.apply(VisitBatch(0, good + [bad]))
+        # Nothing of the good items before it was applied: no visit, no day closed, no id remembered.
+        assert state.days == {} and state.marks == {} and len(state.since_checkpoint.get(0, ())) == 0
+    applied = state.apply(VisitBatch(0, good))
+    assert len(applied.visits) == 1 and [day for day, _ in applied.closed] == [DAY0]
 
 
 def test_a_big_fix_batch_is_split_into_ordered_messages_that_all_apply():
