@@ -41,13 +41,9 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
     hs = hotspots or load_hotspots(settings.hotspots, crs=settings.crs)
     tls = ssl_context(settings)  # one context for every client (None without TLS)
     app = DwellApp(settings.app_id, store="memory://", datadir=settings.state_dir, web_enabled=False)
-    app.dwell_settings = settings
-    app.hotspots = hs
 
     stage1 = Stage1Consumer(settings, hs, client_kwargs=aiokafka_security(settings, tls))
     runtime = stage1.runtime
-    app.dwell_runtime = runtime
-    app.ingest = stage1
 
     schedule = load_schedule(settings.schedule, hs.ids) if settings.schedule else None
     log.warning("%d hot spots from %s; schedule: %s", len(hs), settings.hotspots,
@@ -58,12 +54,9 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 for q in range(settings.partitions)]
     presence = PresenceRuntime(settings, model, owned_by)
     stage2 = Stage2Consumer(settings, presence, client_kwargs=aiokafka_security(settings, tls))
-    app.presence_runtime = presence
-    app.stage2 = stage2
     # With simulated event time (time checks off) the wall clock says nothing
     # about which policing day is current.
     board = TodayBoard(model, wall_clock_days=settings.max_future_s is not None)
-    app.board = board
     app.metrics_registry = CollectorRegistry()
 
     def applied(out: Applied) -> None:
@@ -82,7 +75,6 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
 
     metrics = DwellMetrics(app.metrics_registry, hs, runtime=runtime, ingest=stage1, presence=presence, board=board,
                            ready=ready, every_hotspot_up_to=settings.metrics_every_hotspot_up_to)
-    app.metrics = metrics
     stage1.on_batch = metrics.batch_processed
 
     @app.timer(interval=settings.metrics_refresh_s)

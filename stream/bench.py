@@ -137,6 +137,20 @@ async def raw_consume_rate(bootstrap: str, topic: str, n: int, partitions: int) 
         await consumer.stop()
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_memory_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of a process from /proc/<pid>/status (``VmRSS`` now, ``VmHWM`` its peak); 0 if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 class Worker:
     """A ``hotspot-dwell worker`` subprocess with its metrics port."""
 
@@ -164,20 +178,13 @@ class Worker:
         return 0.0
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_s(self.proc.pid)
 
     def peak_rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return proc_memory_bytes(self.proc.pid, "VmHWM")
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return proc_memory_bytes(self.proc.pid, "VmRSS")
 
     def stop(self) -> None:
         stop_process(self.proc, 30.0)

@@ -1,27 +1,23 @@
 """``hotspot-dwell worker`` processes in named slots, started, SIGKILLed, restarted and stopped.
 
 A slot (``w0``, ``w1``, ...) is a place in the fleet; each process started in it is an incarnation
-with its own log and metrics port. A restarted worker keeps its slot's state directory, as a
-supervisor would restart it, though its state comes back from Kafka (the officer-checkpoints topic
-and stage 2's table), not from the directory.
+with its own log and metrics port (a :class:`stream.bench.Worker`). A restarted worker's state comes
+back from Kafka (the officer-checkpoints and presence-checkpoints topics).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.broker import die_with_parent, free_port
+from stream.bench import Worker
 
-REPO = Path(__file__).resolve().parents[2]
 RESTORED = b"restored from checkpoint"  # stage 1's log line (at --loglevel info) for each partition restored
 
 
@@ -87,17 +83,9 @@ class Fleet:
 
     def start(self, slot: str) -> Incarnation:
         number = sum(1 for i in self.incarnations if i.slot == slot)
-        port = free_port()
-        log_path = self.workdir / f"{slot}.{number}.log"
-        args = ["--brokers", self.bootstrap, "--hotspots", str(self.hotspots), "--schedule", str(self.schedule),
-                "--topic-prefix", self.prefix, "--app-id", self.app_id, "--partitions", str(self.partitions),
-                "--state-dir", str(self.workdir / f"state-{slot}"), "--no-time-check", "--loglevel", "info",
-                "--metrics-port", str(port)]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", *args], cwd=REPO, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=die_with_parent)
-        inc = Incarnation(slot, number, proc, log_path, port, self.clock())
+        worker = Worker(self.bootstrap, self.prefix, self.hotspots, self.workdir, self.partitions, f"{slot}.{number}",
+                        "--schedule", str(self.schedule), "--loglevel", "info", app_id=self.app_id)
+        inc = Incarnation(slot, number, worker.proc, worker.log, worker.port, self.clock())
         self.incarnations.append(inc)
         return inc
 

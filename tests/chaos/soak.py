@@ -38,8 +38,6 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import os
-import re
 import signal
 import sys
 import time
@@ -51,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.bench import proc_cpu_s, proc_memory_bytes
 from tests.chaos.soak_chart import MIB, draw
 from tests.chaos.soak_load import FIRST_DAY, FIXES_PER_OFFICER_DAY, Load, make_load
 
@@ -93,25 +92,20 @@ class SoakSettings:
 
 # -- what the worker says ------------------------------------------------------------------
 
-_LINE = re.compile(r"^(hotspot_dwell_[a-z_]+)(?:\{([^}]*)\})? (\S+)$")
-_LE = re.compile(r'^le="([^"]+)"$')
-
-
 def scrape(port: int) -> tuple[dict[str, float], dict[str, dict[float, float]]]:
     """The worker's unlabelled series by name, and its unlabelled histograms as {name: {le: count}}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
     scalars: dict[str, float] = {}
     histograms: dict[str, dict[float, float]] = {}
-    for line in text.splitlines():
-        m = _LINE.match(line) if line.startswith("hotspot_dwell_") else None
-        if m is None:
-            continue
-        name, labels, value = m.groups()
-        if not labels:
-            scalars[name] = float(value)
-        elif name.endswith("_bucket") and (le := _LE.match(labels)):
-            histograms.setdefault(name[:-len("_bucket")], {})[float(le.group(1))] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.labels:
+                scalars[sample.name] = sample.value
+            elif sample.name.endswith("_bucket") and set(sample.labels) == {"le"}:
+                histograms.setdefault(family.name, {})[float(sample.labels["le"])] = sample.value
     return scalars, histograms
 
 
@@ -130,15 +124,6 @@ def window_quantile(q: float, now: dict[float, float], before: dict[float, float
             return lower + (b - lower) * (rank - below) / (c - below) if c > below else b
         lower, below = b, c
     return lower
-
-
-def proc_rss_bytes(pid: int) -> int:
-    return int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE).group(1)) * 1024
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -266,8 +251,8 @@ class Soak:
              "lag_fixes": offered - ingested, "lag_s": round((offered - ingested) / self.settings.rate, 3),
              "offered_per_s": round((offered - prev[1]) / span, 1) if windowed else None,
              "ingested_per_s": round((ingested - prev[2]) / span, 1) if windowed else None,
-             "worker_rss_bytes": proc_rss_bytes(self.worker.proc.pid),
-             "broker_rss_bytes": proc_rss_bytes(self.broker_pid),
+             "worker_rss_bytes": proc_memory_bytes(self.worker.proc.pid),
+             "broker_rss_bytes": proc_memory_bytes(self.broker_pid),
              "worker_cpu_share": round((cpu[0] - prev[3]) / span, 3) if self._previous else None,
              "broker_cpu_share": round((cpu[1] - prev[4]) / span, 3) if self._previous else None,
              "state_bytes": int(scalars.get("hotspot_dwell_state_bytes", 0)),
