@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream.settings import TOPICS, WorkerSettings
+from stream.settings import INTERNAL_TOPICS, TOPICS, WorkerSettings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 REPO = DEPLOY.parent
@@ -103,6 +103,70 @@ def test_topics_script_creates_the_code_topics():
     script = (DEPLOY / "kafka" / "topics.sh").read_text()
     assert set(re.findall(r"^topic ([a-z-]+) ", script, re.M)) == {WorkerSettings().topic(t) for t in TOPICS}
     assert subprocess.run(["bash", "-n", str(DEPLOY / "kafka" / "topics.sh")]).returncode == 0
+    # The ones checked against the input's partition count are exactly the internal topics.
+    assert set(re.findall(r"^topic ([a-z-]+) .* internal$", script, re.M)) == {WorkerSettings().topic(t)
+                                                                               for t in INTERNAL_TOPICS}
+
+
+# kafka-topics.sh as far as topics.sh uses it: --create --if-not-exists and --describe
+# (its first line as Kafka 3.9 prints it), over one file per topic holding its count.
+FAKE_KAFKA_TOPICS = r"""#!/usr/bin/env bash
+set -eu
+mode= topic= partitions=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --create) mode=create ;;
+        --describe) mode=describe ;;
+        --topic) topic=$2; shift ;;
+        --partitions) partitions=$2; shift ;;
+    esac
+    shift
+done
+case $mode in
+    create) [ -e "$FAKE_TOPICS/$topic" ] || echo "$partitions" > "$FAKE_TOPICS/$topic" ;;
+    describe)
+        [ -e "$FAKE_TOPICS/$topic" ] || { echo "Error: topic $topic does not exist" >&2; exit 1; }
+        n=$(cat "$FAKE_TOPICS/$topic")
+        printf 'Topic: %s\tTopicId: x\tPartitionCount: %s\tReplicationFactor: 1\tConfigs: \n' "$topic" "$n"
+        for ((p = 0; p < n; p++)); do printf '\tTopic: %s\tPartition: %s\tLeader: 1\n' "$topic" "$p"; done ;;
+esac
+"""
+
+
+def run_topics_script(tmp_path: Path, existing: dict[str, int], partitions: int = 12):
+    bin_dir, topics = tmp_path / "bin", tmp_path / "topics"
+    bin_dir.mkdir()
+    topics.mkdir()
+    (bin_dir / "kafka-topics.sh").write_text(FAKE_KAFKA_TOPICS)
+    (bin_dir / "kafka-configs.sh").write_text("#!/usr/bin/env bash\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    for name, n in existing.items():
+        (topics / name).write_text(f"{n}\n")
+    proc = subprocess.run(["bash", str(DEPLOY / "kafka" / "topics.sh")], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "KAFKA_BIN": str(bin_dir), "BOOTSTRAP": "kafka:19092",
+                               "PARTITIONS": str(partitions), "FAKE_TOPICS": str(topics)})
+    return proc, {f.name: int(f.read_text()) for f in topics.iterdir()}
+
+
+def test_topics_script_gives_every_topic_partitions_when_location_fixes_is_new(tmp_path):
+    proc, counts = run_topics_script(tmp_path, {}, partitions=12)
+    assert proc.returncode == 0, proc.stderr
+    assert counts == {WorkerSettings().topic(t): 12 for t in TOPICS}
+
+
+def test_topics_script_follows_an_existing_location_fixes(tmp_path):
+    """Issue 16: location-fixes made by a platform team with 8 partitions; the internal
+    topics must get 8, not the compose file's 12."""
+    proc, counts = run_topics_script(tmp_path, {"location-fixes": 8}, partitions=12)
+    assert proc.returncode == 0, proc.stderr
+    assert counts == {WorkerSettings().topic(t): 8 for t in TOPICS}
+
+
+def test_topics_script_stops_on_an_internal_topic_with_another_count(tmp_path):
+    proc, _ = run_topics_script(tmp_path, {"location-fixes": 8, "hotspot-dwell-visit-batches": 4})
+    assert proc.returncode != 0
+    assert "hotspot-dwell-visit-batches has 4 partitions but location-fixes has 8" in proc.stderr, proc.stderr
 
 
 def test_readme_says_the_stack_was_not_started_here():
