@@ -13,16 +13,21 @@ the process (stage 2's, the checkpoint readers) is untouched.
 
 This reaches into two names of ``aiokafka.consumer.fetcher`` (``MemoryRecords``
 and ``PartitionRecords``, as of aiokafka 0.14); :func:`install` checks they are
-what it expects and otherwise leaves aiokafka alone, in which case
-:data:`RAW_CHUNKS` is a plain pass-through deserializer and the consumer gets
-``ConsumerRecord`` objects as usual (:func:`chunk_of_records` turns those into
-a chunk too).
+what it expects and otherwise leaves aiokafka alone, with a warning, in which
+case :data:`RAW_CHUNKS` is a plain pass-through deserializer and the consumer
+gets ``ConsumerRecord`` objects as usual (:func:`chunk_of_records` turns those
+into a chunk too), at about half the throughput. pyproject.toml pins aiokafka
+to the minor version this was tested against (:data:`TESTED_AIOKAFKA`);
+:func:`fast_path_engaged` says whether the hook is in, and the worker exports
+it as the gauge ``hotspot_dwell_fetch_fast_path`` (alert
+``HotspotDwellFetchSlowPath`` in deploy/prometheus).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+from importlib import metadata
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +36,13 @@ from aiokafka.consumer import fetcher as _fetcher
 from kernels.recordbatch import HEADER_BYTES, decode_record_batches
 
 log = logging.getLogger(__name__)
+
+# The aiokafka minor version whose fetcher internals the hook was written and tested against
+# (pyproject.toml pins aiokafka to it; tests/test_raw_fetch.py checks the two agree).
+TESTED_AIOKAFKA = "0.14"
+# PartitionRecords.__init__'s parameters in that version: the hook keeps the constructor aiokafka calls.
+_PARTITION_RECORDS_PARAMS = ["self", "tp", "records", "aborted_transactions", "fetch_offset", "key_deserializer",
+                             "value_deserializer", "check_crcs", "isolation_level"]
 
 
 def RAW_CHUNKS(value: bytes) -> bytes:  # noqa: N802 (a marker, used as a constant)
@@ -145,19 +157,52 @@ class _ChunkingPartitionRecords(_fetcher.PartitionRecords):
 _installed = False
 
 
+def aiokafka_version() -> str:
+    """The installed aiokafka's version ("unknown" if its metadata is missing)."""
+    try:
+        return metadata.version("aiokafka")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def incompatibility(fetcher) -> str | None:
+    """Why the hook cannot go into this ``aiokafka.consumer.fetcher`` module, or None if it fits.
+
+    Only looks: nothing is changed.
+    """
+    records = getattr(fetcher, "PartitionRecords", None)
+    if records is None or getattr(fetcher, "MemoryRecords", None) is None:
+        return "aiokafka.consumer.fetcher has no PartitionRecords or MemoryRecords"
+    params = list(inspect.signature(records.__init__).parameters)
+    if params != _PARTITION_RECORDS_PARAMS:
+        return f"PartitionRecords takes ({', '.join(params[1:])}), not ({', '.join(_PARTITION_RECORDS_PARAMS[1:])})"
+    if not hasattr(records, "_unpack_records"):
+        return "PartitionRecords has no _unpack_records"
+    return None
+
+
 def install() -> bool:
     """Hook the chunking into aiokafka's fetcher (once); False, and aiokafka left alone, if its internals
     are not the ones this was written for."""
     global _installed
     if _installed:
         return True
-    params = list(inspect.signature(_fetcher.PartitionRecords.__init__).parameters)
-    expected = ["self", "tp", "records", "aborted_transactions", "fetch_offset", "key_deserializer",
-                "value_deserializer", "check_crcs", "isolation_level"]
-    if params != expected or not hasattr(_fetcher.PartitionRecords, "_unpack_records"):
-        log.warning("aiokafka's fetcher is not the one stream.raw_fetch knows; records are decoded one by one")
+    reason = incompatibility(_fetcher)
+    if reason is not None:
+        log.warning("stream.raw_fetch cannot hook the fetcher of aiokafka %s (%s): fetched fixes are decoded "
+                    "one ConsumerRecord at a time and stage 1's throughput drops to about half. The hook is "
+                    "tested against aiokafka %s.x, the version pyproject.toml pins: install that one.",
+                    aiokafka_version(), reason, TESTED_AIOKAFKA)
         return False
     _fetcher.MemoryRecords = _KeptBytes
     _fetcher.PartitionRecords = _ChunkingPartitionRecords
     _installed = True
     return True
+
+
+def fast_path_engaged() -> bool:
+    """True while aiokafka's fetcher makes chunks of arrays for :data:`RAW_CHUNKS` consumers (:func:`install`
+    went in and its classes are still the ones aiokafka's fetcher uses); False before :func:`install`, after
+    it declined, or if something has put other classes in their place since."""
+    return (_installed and _fetcher.PartitionRecords is _ChunkingPartitionRecords
+            and _fetcher.MemoryRecords is _KeptBytes)

@@ -263,18 +263,27 @@ def quantiles(metric: str, legend_prefix: str = "") -> list[PromQuery]:
 def engine() -> dict:
     up_down = {0: ("down", "red"), 1: ("up", "green")}
     ready = {0: ("not ready", "orange"), 1: ("ready", "green")}
+    fast_path = {0: ("slow path", "orange"), 1: ("fast path", "green")}
     d = (new_dashboard("Hotspot dwell: engine", "hotspot-dwell-engine",
-                       "Streaming engine health: workers, throughput, latency, rejects and batches.")
+                       "Streaming engine health: workers (up, ready, fetch fast path), throughput, latency, "
+                       "rejects and batches.")
          .tooltip(DashboardCursorSync.CROSSHAIR)  # lines up spikes across panels
          .with_row(Row("Workers"))
-         .with_panel(stat_panel("Workers up", "job:hotspot_dwell_workers_up:count", w=4,
+         .with_panel(stat_panel("Workers up", "job:hotspot_dwell_workers_up:count", w=3,
                                 thresholds=steps((None, "red"), (1, "green"))))
-         .with_panel(stat_panel("Up per instance", 'up{job="hotspot-dwell"}', w=6, legend="{{instance}}",
+         .with_panel(stat_panel("Up per instance", 'up{job="hotspot-dwell"}', w=5, legend="{{instance}}",
                                 mappings=value_mappings(up_down), thresholds=steps((None, "red"), (1, "green"))))
-         .with_panel(stat_panel("Ready per instance", "hotspot_dwell_ready", w=6, legend="{{instance}}",
+         .with_panel(stat_panel("Ready per instance", "hotspot_dwell_ready", w=5, legend="{{instance}}",
                                 mappings=value_mappings(ready), thresholds=steps((None, "orange"), (1, "green"))))
+         .with_panel(stat_panel("Fetch fast path per instance", "hotspot_dwell_fetch_fast_path", w=5,
+                                legend="{{instance}}", mappings=value_mappings(fast_path),
+                                thresholds=steps((None, "orange"), (1, "green")),
+                                description="Fast path: stage 1 reads fetched fixes as arrays (stream/raw_fetch.py "
+                                "hooked into aiokafka's fetcher). Slow path: aiokafka could not be hooked and fixes "
+                                "are decoded one record at a time, at about half the throughput; install the aiokafka "
+                                "version pyproject.toml pins (alert HotspotDwellFetchSlowPath)."))
          .with_panel(panel(table.Panel(), "Build info", [q("hotspot_dwell_build_info", instant=True, as_table=True)],
-                           w=8, h=4)
+                           w=6, h=4)
                      .with_transformation(organize(["instance", "version", "python"],
                                                    {"instance": "Instance", "version": "Version", "python": "Python"},
                                                    ["Time", "Value", "__name__", "job"])))
