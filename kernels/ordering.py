@@ -26,7 +26,11 @@ Rules, per officer, arrivals in arrival order:
   rest of the track; a rejected fix inconsistent with the previous rejected
   one starts a new run of one.
 * ``released_ts`` moves on for every released fix, accepted or not.
-* ``flush=True`` releases every pending fix once the batch is processed.
+* ``flush=True`` releases every pending fix once the batch is processed;
+  ``flush_before_ms`` releases only the pending fixes of officers whose
+  newest fix (``max_seen``) is older than it: officers silent that long
+  will not send a fix the buffer could still put before them (the stream's
+  event-time close of silent officers).
 """
 
 from __future__ import annotations
@@ -196,7 +200,7 @@ def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row
     "int8[::1], float64[::1], float64[::1], "
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
-    "int64, float64, int64, boolean, "
+    "int64, float64, int64, int64, "
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
     "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], int64[::1], "
     "int64[::1], int8[::1])",
@@ -207,7 +211,7 @@ def _order_kernel(
     speed_rejects, rejected_x, rejected_y,
     p_off, p_ts, p_x, p_y, p_row,
     b_off, b_ts, b_x, b_y, b_row,
-    window_ms, max_speed_mps, reanchor_after, flush,
+    window_ms, max_speed_mps, reanchor_after, flush_before,
     n_off, n_ts, n_x, n_y, n_row,
     r_off, r_ts, r_x, r_y, r_row, r_prev,
     j_row, j_reason,
@@ -217,8 +221,11 @@ def _order_kernel(
 
     Per-officer arrays are updated in place; new pending, released and
     rejected fixes are written to the ``n_*``, ``r_*`` and ``j_*`` outputs.
-    Returns (n_pending, n_released, n_rejected).
+    After its arrivals, every pending fix of an officer whose ``max_seen``
+    is below ``flush_before`` is released (``NO_TS_MS``: none, the int64
+    maximum: all). Returns (n_pending, n_released, n_rejected).
     """
+    flush = flush_before != NO_TS_MS
     n_batch = b_off.shape[0]
     n_pend = p_off.shape[0]
     # Scratch for one officer's buffer (its pending plus its arrivals),
@@ -324,7 +331,7 @@ def _order_kernel(
                 if t > ms:
                     ms = t
                 limit = ms - window_ms
-            elif flush:
+            elif ms < flush_before:
                 limit = _MAX_TS_MS
             else:
                 break
@@ -415,6 +422,7 @@ def order_fixes(
     max_gap_s: float | None = None,
     reanchor_after: int = 3,
     flush: bool = False,
+    flush_before_ms: int | None = None,
     inplace: bool = False,
 ) -> tuple[OrderingState, ReleasedFixes, RejectedFixes]:
     """Put one batch of fixes through the per-officer reorder buffer.
@@ -446,6 +454,10 @@ def order_fixes(
     flush : bool
         Release every pending fix after the batch (end of a replay file,
         policing-day close).
+    flush_before_ms : int, optional
+        Epoch ms: after the batch, release every pending fix of the officers
+        whose newest fix is older than this (officers gone silent; their
+        pending fixes are all older still). Ignored with ``flush``.
     inplace : bool
         Update the per-officer arrays of ``state`` in place instead of copying
         them (for a caller that drops the old state; saves a copy of every
@@ -465,6 +477,14 @@ def order_fixes(
     if max_gap_s is not None:
         seconds_to_ms(max_gap_s, "max_gap_s")
     reanchor = check_count(reanchor_after, "reanchor_after", 1, _MAX_REANCHOR)
+    if flush:
+        flush_before = _MAX_TS_MS
+    elif flush_before_ms is None:
+        flush_before = NO_TS_MS
+    else:
+        flush_before = int(flush_before_ms)
+        if not NO_TS_MS < flush_before <= _MAX_TS_MS:
+            raise ValueError(f"flush_before_ms must be an epoch ms above {NO_TS_MS}, got {flush_before_ms}")
     speed = check_positive(max_speed_mps, "max_speed_mps")
     if not isinstance(state, OrderingState):
         raise ValueError("state must be an OrderingState (see empty_ordering_state)")
@@ -490,7 +510,7 @@ def order_fixes(
         *per_officer,
         *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state[_N_PER:], _FIX_DTYPES)),
         *batch,
-        window_ms, speed, reanchor, bool(flush),
+        window_ms, speed, reanchor, flush_before,
         *new_pend, *rel, *rej,
     )  # fmt: skip
     # Views are fine while the slack is small; a mostly empty buffer is copied

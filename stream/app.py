@@ -88,8 +88,8 @@ def build_app(settings: WorkerSettings, hotspots: HotspotSet | None = None) -> D
                 hs_idx = tracker.open_visits().hotspot
                 for h, c in zip(*np.unique(hs_idx, return_counts=True)):
                     present[hs.ids[int(h)]] = present.get(hs.ids[int(h)], 0) + int(c)
-                if tracker.max_event_ms is not None:
-                    newest = tracker.max_event_ms if newest is None else max(newest, tracker.max_event_ms)
+                if tracker.clock_ms is not None:  # the newest fix, or where the wall clock moved a quiet partition
+                    newest = tracker.clock_ms if newest is None else max(newest, tracker.clock_ms)
             metrics.set_officers_present(present, newest)
             owned_q = stage2.partitions
             owned = [h for q in owned_q for h in owned_by[q]]

@@ -189,11 +189,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from stream.settings import load_settings
+    from stream.settings import WorkerSettings, load_settings
     from stream.worker import run_worker
 
     cli = {k: getattr(args, k) for k in ("brokers", "hotspots", "schedule", "crs", "metrics_port", "app_id",
-                                          "topic_prefix", "partitions", "state_dir", *SECURITY_FLAGS)}
+                                          "topic_prefix", "partitions", "state_dir", "idle_advance_s",
+                                          "day_close_grace_s", *SECURITY_FLAGS)}
     cli.update({k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "day_start", "timezone"]})
     cli = {k: v for k, v in cli.items() if v is not None}
     if args.no_time_check:
@@ -204,7 +205,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise SystemExit(f"hotspot-dwell: error: {exc}") from None
     if not settings.hotspots:
         raise SystemExit("hotspot-dwell: error: --hotspots is required (or HOTSPOT_DWELL_HOTSPOTS)")
-    return run_worker(settings, loglevel=args.loglevel)
+    # Set by a flag, the environment or the file (a file or variable that repeats the default goes unnoticed).
+    partitions_given = args.partitions is not None or settings.partitions != WorkerSettings().partitions
+    return run_worker(settings, loglevel=args.loglevel, partitions_given=partitions_given)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -277,11 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--app-id", help="consumer group / app id (default hotspot-dwell)")
     p.add_argument("--topic-prefix", help="prefix of every topic name")
-    p.add_argument("--partitions", type=int, help="partitions of the topics the worker creates")
+    p.add_argument("--partitions", type=int, help="partitions of location-fixes if the worker creates it (an "
+                   "existing one's count wins; the worker's other topics get the same)")
     p.add_argument("--state-dir", help="directory for the worker's local files (its state is kept in Kafka)")
     p.add_argument("--config", help="TOML file of settings")
     p.add_argument("--no-time-check", action="store_true",
                    help="accept any event time (simulated days run in compressed time)")
+    p.add_argument("--idle-advance-s", type=float,
+                   help="a partition quiet this long (wall clock) moves its event time on with the wall clock, "
+                   "so silent officers' visits and policing days close on it too (default 30)")
+    p.add_argument("--day-close-grace-s", type=float,
+                   help="a policing day closes when the partition's event time passes its end by this much "
+                   "(default 900)")
     p.add_argument("--loglevel", default="warning")
     g = p.add_argument_group("security (the password only from HOTSPOT_DWELL_SASL_PASSWORD, --config or a file)")
     for name, help_text in SECURITY_FLAGS.items():

@@ -23,6 +23,7 @@ import numpy as np
 
 from geo.hotspots import HotspotSet
 from kernels import reasons
+from kernels._checks import seconds_to_ms
 from stream.batches import FixBatch
 from stream.engine import RuleSettings, Visits
 from stream.events import dead_letter_headers, visit_events, visit_id, visit_opened_events
@@ -54,6 +55,8 @@ class Stage1Stats:
     patrols: int = 0
     rejected: dict | None = None
     checkpoints: int = 0
+    silence_closed: int = 0  # visits closed because the partition's event time found the officer silent
+    idle_advances: int = 0  # times a quiet partition's event time was moved on by the wall clock
 
 
 class DwellRuntime:
@@ -87,6 +90,10 @@ class DwellRuntime:
         # partition, in order: closed visits, day marks, checkpoint marks.
         self._outboxes: dict[int, dict[int, list]] = {}
         self._fed_at: dict[int, float] = {}  # when each input partition's share was last sent
+        # Per input partition, since when (monotonic) it has been quiet and the event time it was quiet at:
+        # the wall clock moves a quiet partition's event time on (settings.idle_advance_s).
+        self._quiet: dict[int, tuple[float, int | None]] = {}
+        self._idle_marked: set[int] = set()  # partitions that told stage 2 they hold no day open
         self._partition_of_hotspot = np.array([partition_of(h.encode(), settings.partitions) for h in hotspots.ids],
                                               dtype=np.int64)
         # Events keyed by hot spot go where Kafka's default partitioner would put them,
@@ -102,10 +109,14 @@ class DwellRuntime:
                                                      dtype=np.int64))
 
     def new_tracker(self, partition: int) -> OfficerTracker:
-        return OfficerTracker(self.hotspots, self.rules, partition)
+        tracker = OfficerTracker(self.hotspots, self.rules, partition)
+        self._heard_from(tracker)
+        return tracker
 
     def restore_tracker(self, data: bytes) -> OfficerTracker:
-        return OfficerTracker.restore(data, self.hotspots, self.rules)
+        tracker = OfficerTracker.restore(data, self.hotspots, self.rules)
+        self._heard_from(tracker)
+        return tracker
 
     def forget(self, partitions) -> None:
         """Partitions revoked: their state lives on in their checkpoints."""
@@ -113,6 +124,13 @@ class DwellRuntime:
             self.trackers.pop(p, None)
             self._outboxes.pop(p, None)
             self._fed_at.pop(p, None)
+            self._quiet.pop(p, None)
+            self._idle_marked.discard(p)
+
+    def _heard_from(self, tracker: OfficerTracker, now: float | None = None) -> None:
+        """The partition's newest fix moved (or it was just assigned): it is quiet from now on, at its
+        newest event time."""
+        self._quiet[tracker.partition] = (time.monotonic() if now is None else now, tracker.clock_ms)
 
     def take_inflight(self) -> list:
         """The delivery futures of every output sent so far (the caller waits for them)."""
@@ -140,6 +158,7 @@ class DwellRuntime:
             self.delivery_error = future.exception()
 
     async def handle(self, tracker: OfficerTracker, batch: FixBatch) -> TrackerOutput:
+        newest = tracker.clock_ms
         out = tracker.step(batch)
         self.stats.batches += 1
         self.stats.fixes += len(batch)
@@ -147,7 +166,52 @@ class DwellRuntime:
         await self._send_visits(tracker, out.visits)
         await self._send_opened(tracker, out.opened)
         await self._dead_letter(batch.partition, batch, out)
+        if tracker.clock_ms != newest:
+            self._heard_from(tracker)
+        await self.close_silent(tracker)
         return out
+
+    async def close_silent(self, tracker: OfficerTracker) -> None:
+        """Send the visits of officers the partition's event time has found silent (and any fixes their
+        released buffers rejected)."""
+        out = tracker.close_silent()
+        if len(out.visits.start_ms):
+            self.stats.silence_closed += len(out.visits.start_ms)
+            await self._send_visits(tracker, out.visits)
+        if len(out.rejects.row):
+            await self._dead_letter(tracker.partition, None, out)
+
+    async def advance_idle(self, tracker: OfficerTracker, now: float, wall_s: float, caught_up: bool = True) -> None:
+        """Move a quiet partition's event time on with the wall clock, then close what that closes.
+
+        Quiet means nothing has moved its newest fix for ``idle_advance_s`` and nothing is left to read
+        (``caught_up``): a worker catching up on a backlog is not idle. With live data (time checks on)
+        the event time goes to the wall clock less the reorder window; with historical data it moves on
+        from the newest fix at the wall clock's pace. A partition that has never had a fix and cannot
+        tell the time from the wall clock tells stage 2 once that it holds no day open.
+        """
+        since, base_ms = self._quiet.get(tracker.partition, (now, None))
+        quiet_s = now - since
+        if not caught_up or quiet_s < self.settings.idle_advance_s:
+            return
+        if self.settings.live_event_time:
+            clock = int(wall_s * 1000)
+            watermark = clock - seconds_to_ms(self.rules.reorder_window_s, "reorder_window_s")
+        elif base_ms is None:
+            if tracker.partition not in self._idle_marked:
+                self._idle_marked.add(tracker.partition)
+                outbox = self._outbox(tracker)
+                for q in range(self.settings.partitions):
+                    outbox.setdefault(q, []).append(["i"])
+            return
+        else:
+            # After idle_advance_s of wall clock nothing older is on its way: the reorder window's hold-back
+            # is over, and event time moves on from the newest fix.
+            clock = watermark = base_ms + int((quiet_s - self.settings.idle_advance_s) * 1000)
+        if tracker.advance_event_time(clock, watermark):
+            self.stats.idle_advances += 1
+            await self.close_silent(tracker)
+            await self.close_day_if_due(tracker)
 
     async def _send_opened(self, tracker: OfficerTracker, opened) -> None:
         if opened is None or not len(opened.start_ms):
@@ -233,15 +297,18 @@ class DwellRuntime:
         stage 2 emits rows for the same days as the replay: scheduled days
         and days with visits.
         """
-        if tracker.max_event_ms is None:
+        clock_ms = tracker.clock_ms
+        if clock_ms is None:
             return
         grace_ms = self.settings.day_close_grace_s * 1000
         if tracker.next_day_close_ms is None:
-            tracker.next_day_close_ms = self._day_end_after(tracker.min_event_ms)
-            # Days wholly before this partition's first fix are closed for it.
-            first_day = self.calendar.day_of_ms(tracker.min_event_ms)
+            # Days wholly before this partition's first fix (or, with no fix yet, its first event time
+            # from the wall clock) are closed for it.
+            first_ms = tracker.min_event_ms if tracker.min_event_ms is not None else clock_ms
+            tracker.next_day_close_ms = self._day_end_after(first_ms)
+            first_day = self.calendar.day_of_ms(first_ms)
             await self._mark(tracker, first_day - dt.timedelta(days=1), had_visits=False)
-        while tracker.max_event_ms >= tracker.next_day_close_ms + grace_ms:
+        while clock_ms >= tracker.next_day_close_ms + grace_ms:
             if tracker.released_for_ms != tracker.next_day_close_ms:  # once per boundary
                 out = tracker.close_day(tracker.next_day_close_ms)
                 await self._send_visits(tracker, out.visits)
@@ -259,6 +326,7 @@ class DwellRuntime:
     async def _mark(self, tracker: OfficerTracker, day: dt.date, had_visits: bool) -> None:
         # In band for every stage-2 partition, after this partition's visits,
         # so a mark can never overtake them.
+        tracker.version += 1
         outbox = self._outbox(tracker)
         for q in range(self.settings.partitions):
             outbox.setdefault(q, []).append(["m", day.isoformat(), bool(had_visits)])

@@ -131,6 +131,34 @@ class DwellEngine:
         f = np.empty(0, np.float64)
         return self._advance(e, e, f, f, e, flush=True)
 
+    def close_silent(self, before_ms: int) -> StepResult:
+        """End the visits of the officers not heard from since before ``before_ms`` (event time).
+
+        Their buffered fixes are released first (nothing the reorder buffer could still put before them
+        will come in order now), then their visits close with the bounds the end of a replay gives
+        them. Officers heard from since keep their buffers and visits as they are.
+        """
+        e = np.empty(0, np.int64)
+        f = np.empty(0, np.float64)
+        released = self._advance(e, e, f, f, e, flush=False, flush_before_ms=before_ms)
+        state = self._visits
+        silent = self._ordering.max_seen_ts_ms[state.officer] < before_ms
+        if not silent.any():
+            self.opened_rows = np.empty(0, np.int64)
+            return released
+        self._visits = visit_kernels.VisitState(*(a[~silent] for a in state))
+        gone = visit_kernels.VisitState(*(a[silent] for a in state))
+        closed = visit_kernels.close_all(gone, bounds=self.rules.visit_bounds, max_gap_s=self.rules.max_gap_s)
+        self.opened_rows = np.empty(0, np.int64)
+        return StepResult(Visits.concat([released.visits, Visits(*closed)]), released.rejects)
+
+    def newest_fix_floor_ms(self) -> int | None:
+        """The oldest newest-fix time among the officers with an open visit or a buffered fix (None when
+        there are none): no officer can be found silent before event time passes it."""
+        seen = self._ordering.max_seen_ts_ms
+        candidates = np.concatenate([self._visits.officer, self._ordering.pending_officer])
+        return int(seen[candidates].min()) if candidates.size else None
+
     def close_stale(self, watermark_ms: int) -> Visits:
         """Close visits whose officer has been silent for over max_gap_s before ``watermark_ms``."""
         self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s,
@@ -162,11 +190,12 @@ class DwellEngine:
         s, rows = self._visits, self.opened_rows
         return Visits(s.officer[rows], s.hotspot[rows], s.start_ms[rows], s.last_in_ms[rows], s.n_fixes[rows])
 
-    def _advance(self, officer, ts_ms, x, y, row, *, flush: bool) -> StepResult:
+    def _advance(self, officer, ts_ms, x, y, row, *, flush: bool, flush_before_ms: int | None = None) -> StepResult:
         r = self.rules
         self._ordering, released, rejected = ordering.order_fixes(
             self._ordering, officer, ts_ms, x, y, row, reorder_window_s=r.reorder_window_s,
-            max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, inplace=True)
+            max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, flush_before_ms=flush_before_ms,
+            inplace=True)
         pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(released.x_m, released.y_m,
                                                                           margin_m=r.exit_margin_m)
         # Released fixes and located pairs already have the shape the visit kernel needs: no re-checks.

@@ -222,6 +222,11 @@ class DwellMetrics(Collector):
         yield CounterMetricFamily(f"{n}_visits_sent", "Visits closed and sent by stage 1 (re-sends included)",
                                   value=st.visits)
         yield CounterMetricFamily(f"{n}_checkpoints", "Stage 1 checkpoints written", value=st.checkpoints)
+        yield CounterMetricFamily(f"{n}_visits_closed_by_silence", "Visits closed because the partition's event "
+                                  "time passed the officer's newest fix by max_gap_s (silence is not presence)",
+                                  value=st.silence_closed)
+        yield CounterMetricFamily(f"{n}_idle_advances", "Times the wall clock moved the event time of a quiet "
+                                  "input partition on (idle_advance_s)", value=st.idle_advances)
         trackers = list(self.runtime.trackers.values())
         yield GaugeMetricFamily(f"{n}_officers", "Officers in the state of this worker's input partitions",
                                 value=sum(len(t.registry) for t in trackers))

@@ -66,6 +66,11 @@ class WorkerSettings:
     # A policing day is closed when the partition's event time passes its
     # end by this much: open visits end and reorder buffers are released.
     day_close_grace_s: float = 900.0
+    # A partition that has received nothing for this long (wall clock) moves its event time on with the
+    # wall clock, so silent officers' visits and policing days close on it too: with live data to the
+    # wall clock less the reorder window, with historical data (time checks off) from its newest fix at
+    # the wall clock's pace.
+    idle_advance_s: float = 30.0
     # How every Kafka client of the worker connects (stream/kafka_security.py): PLAINTEXT, SSL,
     # SASL_PLAINTEXT or SASL_SSL. TLS verifies the brokers against ssl_cafile (the system's CAs when
     # unset) and presents ssl_certfile/ssl_keyfile to brokers that ask for a client certificate.
@@ -84,6 +89,11 @@ class WorkerSettings:
     pseudonym_key_file: str | None = None
     pseudonym_key_version: int = 1
     rules: RuleSettings = field(default_factory=RuleSettings)
+
+    @property
+    def live_event_time(self) -> bool:
+        """Event time is real time (the time checks are on); off, fixes are history played at any speed."""
+        return self.max_future_s is not None
 
     def topic(self, name: str) -> str:
         if name not in TOPICS:

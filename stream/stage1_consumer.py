@@ -89,7 +89,7 @@ class Stage1Consumer:
         # Chunks and rebalances take turns: a revoked partition is
         # checkpointed after the chunk in hand, never in the middle of it.
         self._lock = asyncio.Lock()
-        self._checkpointed_offset: dict[int, int] = {}  # input offset of each partition's last snapshot
+        self._checkpointed_version: dict[int, int] = {}  # tracker.version of each partition's last snapshot
         self._checkpointed_at: dict[int, float] = {}  # when each partition's last snapshot was taken (monotonic)
         self._last_checkpoint = time.monotonic()
         self._writing: asyncio.Task | None = None  # the checkpoint being written
@@ -159,6 +159,7 @@ class Stage1Consumer:
             async with self._lock:
                 if records:
                     await self._process(records)
+                await self._advance_idle()
                 # Also when idle, and for partitions that got nothing this time: nothing waits for company long.
                 await self._feed_stage2_due()
                 if self._writing is None:
@@ -206,16 +207,29 @@ class Stage1Consumer:
         started = time.perf_counter()
         batch, bad, reason = build_batch_from_blob(tracker.partition, chunk.offset, chunk.value_blob,
                                                    chunk.value_bounds, time_min_ms=lo, time_max_ms=hi)
+        if len(bad) and chunk.offset[bad[0]] <= tracker.last_offset:
+            # Read before (a fetch overlapping the seek on assignment): dead-lettered then already.
+            keep = chunk.offset[bad] > tracker.last_offset
+            bad, reason = bad[keep], reason[keep]
         await self._dead_letter(tracker.partition, chunk, bad, reason)
         if len(batch):
             await runtime.handle(tracker, batch)
         elif chunk.offset[-1] > tracker.last_offset:
             tracker.last_offset = int(chunk.offset[-1])  # a chunk of bad records only: read past it
+            tracker.version += 1
         await runtime.close_day_if_due(tracker)
         self.stats.records += len(chunk)
         self.stats.batches += 1
         if self.on_batch is not None:
             self.on_batch(len(batch), time.perf_counter() - started, time.time() - chunk.timestamp_ms[0] / 1000.0)
+
+    async def _advance_idle(self) -> None:
+        """Let the wall clock move on the event time of partitions that are quiet and fully read."""
+        now, wall = time.monotonic(), time.time()
+        topic = self.settings.topic("location-fixes")
+        for tracker in list(self.runtime.trackers.values()):
+            end = self.consumer.highwater(TopicPartition(topic, tracker.partition))
+            await self.runtime.advance_idle(tracker, now, wall, caught_up=end is None or tracker.last_offset + 1 >= end)
 
     async def _feed_stage2_due(self) -> None:
         now = time.monotonic()
@@ -248,7 +262,7 @@ class Stage1Consumer:
         if not self.runtime.trackers or now - self._last_checkpoint < interval / len(self.runtime.trackers):
             return None
         due = [(self._checkpointed_at.get(p, float("-inf")), p) for p, t in self.runtime.trackers.items()
-               if t.last_offset != self._checkpointed_offset.get(p)]
+               if t.version != self._checkpointed_version.get(p)]
         oldest = min(due, default=None)
         return oldest[1] if oldest is not None and now - oldest[0] >= interval else None
 
@@ -258,7 +272,7 @@ class Stage1Consumer:
         self._last_checkpoint = time.monotonic()
         runtime = self.runtime
         moved = [p for p in partitions if p in runtime.trackers
-                 and runtime.trackers[p].last_offset != self._checkpointed_offset.get(p)]
+                 and runtime.trackers[p].version != self._checkpointed_version.get(p)]
         if not moved:
             return None
         # A checkpoint never includes an output that was lost: it is written once every output queued
@@ -268,7 +282,7 @@ class Stage1Consumer:
         for p in moved:
             tracker = runtime.trackers[p]
             copies.append((p, tracker.snapshot_arrays(), tracker.last_offset))
-            self._checkpointed_offset[p] = tracker.last_offset
+            self._checkpointed_version[p] = tracker.version
             self._checkpointed_at[p] = self._last_checkpoint
             runtime.mark_checkpoint(tracker)
             await runtime.send_visit_batches(tracker)
@@ -320,7 +334,7 @@ class Stage1Consumer:
             await self._checkpoint_safely([p for p in partitions if p in self.runtime.trackers], "revoke")
             self.runtime.forget(partitions)
             for p in partitions:
-                self._checkpointed_offset.pop(p, None)
+                self._checkpointed_version.pop(p, None)
                 self._checkpointed_at.pop(p, None)
             self.ready = False
 
@@ -339,7 +353,7 @@ class Stage1Consumer:
                     log.info("partition %d restored from checkpoint at input offset %d", tp.partition,
                              tracker.last_offset)
                     self.consumer.seek(tp, tracker.last_offset + 1)
-                self._checkpointed_offset[tp.partition] = tracker.last_offset
+                self._checkpointed_version[tp.partition] = tracker.version
                 self.runtime.trackers[tp.partition] = tracker
 
 

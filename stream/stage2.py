@@ -54,8 +54,11 @@ class VisitBatch(msgspec.Struct, array_like=True):
 
     ``items`` in order: ``["v", visit_id, hotspot_id, start_ms, end_ms]`` for a
     closed visit, ``["m", policing_day, had_visits]`` for a day mark (the source
-    partition has closed every day up to it), ``["c", input_offset]`` when the
-    source's state up to that input offset is checkpointed.
+    partition has closed every day up to it), ``["i"]`` when the source has
+    never had a fix and, its event time not being the wall clock's, holds no
+    day open until it has one (an idle source, as Flink's watermark idleness),
+    ``["c", input_offset]`` when the source's state up to that input offset is
+    checkpointed.
     """
 
     src: int
@@ -144,23 +147,32 @@ def check_items(items: list) -> None:
                 raise ValueError(f"visit id {item[1]!r} is not a uuid")
         elif kind == "m" and len(item) == 3 and isinstance(item[1], str) and isinstance(item[2], bool):
             dt.date.fromisoformat(item[1])
+        elif kind == "i" and len(item) == 1:
+            pass
         elif not (kind == "c" and len(item) == 2 and type(item[1]) is int):
             raise ValueError(f"not a visit-batches item: {str(item)[:80]}")
 
 
-def fold_mark(doc: dict, source: int, day: dt.date, had_visits: bool, n_sources: int) -> list[dt.date]:
-    """Fold a cumulative mark into a partition's marks document.
+IDLE_THROUGH = "9999-12-31"  # what an idle source has closed: it holds no day open
+
+
+def fold_mark(doc: dict, source: int, day: dt.date | None, had_visits: bool, n_sources: int) -> list[dt.date]:
+    """Fold a cumulative mark into a partition's marks document (``day`` None: the source is idle).
 
     Returns the days that are now closed everywhere (every input partition
-    has closed them) and were not closed before, oldest first; the caller
-    emits their rows and records them in ``doc["closed"]``.
+    has closed them, or is idle) and were not closed before, oldest first;
+    the caller emits their rows and records them in ``doc["closed"]``.
     """
     through = doc.setdefault("through", {})
     key = str(source)
-    if key not in through or through[key] < day.isoformat():
-        through[key] = day.isoformat()
     days = doc.setdefault("days", {})
-    days[day.isoformat()] = bool(days.get(day.isoformat())) or bool(had_visits)
+    if day is None:
+        if key not in through:  # a source that has marked a day is not idle
+            through[key] = IDLE_THROUGH
+    else:
+        if key not in through or through[key] < day.isoformat() or through[key] == IDLE_THROUGH:
+            through[key] = day.isoformat()
+        days[day.isoformat()] = bool(days.get(day.isoformat())) or bool(had_visits)
     if len(through) < n_sources:
         return []
     everywhere = min(through.values())
@@ -328,6 +340,11 @@ class PartitionPresence:
             elif item[0] == "m":
                 day = dt.date.fromisoformat(item[1])
                 for closing in fold_mark(self.marks, batch.src, day, bool(item[2]), self.n_sources):
+                    self._close(closing, out)
+                    closed.add(closing.isoformat())
+                    out.days_seen.add(closing)
+            elif item[0] == "i":
+                for closing in fold_mark(self.marks, batch.src, None, False, self.n_sources):
                     self._close(closing, out)
                     closed.add(closing.isoformat())
                     out.days_seen.add(closing)

@@ -101,7 +101,8 @@ def test_stage2_counters_are_exported(hotspots):
 class FakeRuntime:
     def __init__(self):
         self.trackers = {0: FakeTracker(3, 1000), 2: FakeTracker(2, 500)}
-        self.stats = Stage1Stats(batches=2, fixes=7, visits=4, patrols=1, rejected={"late": 1, "duplicate": 2})
+        self.stats = Stage1Stats(batches=2, fixes=7, visits=4, patrols=1, rejected={"late": 1, "duplicate": 2},
+                                 silence_closed=3, idle_advances=5)
 
 
 def board_with_visits(model, hotspots, owned):
@@ -179,6 +180,8 @@ def test_metric_values_and_names(model, hotspots):
     assert s[("hotspot_dwell_officers", ())] == 5 and s[("hotspot_dwell_state_bytes", ())] == 1500
     assert s[("hotspot_dwell_dead_letters_total", (("reason", "duplicate"),))] == 2  # every reject is dead-lettered
     assert s[("hotspot_dwell_fixes_accepted_total", ())] == 7 - 3
+    assert s[("hotspot_dwell_visits_closed_by_silence_total", ())] == 3
+    assert s[("hotspot_dwell_idle_advances_total", ())] == 5
     assert s[("hotspot_dwell_visit_duration_seconds_bucket", (("district", district), ("le", "1200.0")))] == 1
     assert s[("hotspot_dwell_visit_duration_seconds_bucket", (("district", district), ("le", "900.0")))] == 0
     assert s[("hotspot_dwell_patrols_completed_total", (("district", district),))] == 1

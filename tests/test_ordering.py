@@ -168,6 +168,55 @@ def test_flush_between_batches_matches_reference(stream, params, data):
     assert rejected == sorted(ref_rej)
 
 
+@settings(max_examples=200, deadline=None)
+@given(stream=fix_streams(), params=ORDER_PARAMS, data=st.data())
+def test_flush_of_silent_officers_matches_reference(stream, params, data):
+    """``flush_before_ms`` between batches releases exactly the pending fixes of the officers whose newest
+    fix is older than it, as the reference's partial flush does; the rest wait as before."""
+    n = len(stream[0])
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=4)))
+    lag_ms = data.draw(st.sampled_from([0, 1000, 30_000, 300_000]))
+    ref = ReferenceOrderer(**params)
+    state = empty_ordering_state()
+    released, rejected, ref_rel, ref_rej = [], [], [], []
+    bounds = [0, *cuts, n]
+    newest = None
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        o, t, x, y, r = (c[a:b] for c in stream)
+        if b > a:
+            newest = int(t.max()) if newest is None else max(newest, int(t.max()))
+        before = None if newest is None else newest - lag_ms
+        state, rel, rej = order_fixes(state, o, t, x, y, r, flush_before_ms=before, **params)
+        released += zip(rel.officer, rel.ts_ms, rel.x_m, rel.y_m, rel.row)
+        rejected += [(int(q), REJECT_REASONS[int(c)]) for q, c in zip(rej.row, rej.reason)]
+        for oo, tt, xx, yy, rr in zip(o, t, x, y, r):
+            rel_, rej_ = ref.push(int(oo), int(tt), float(xx), float(yy), int(rr))
+            ref_rel += rel_
+            ref_rej += rej_
+        if before is not None:
+            rel_, rej_ = ref.flush(before)
+            ref_rel += rel_
+            ref_rej += rej_
+        # What is still pending belongs to officers heard from at or after the cut.
+        if before is not None and state.pending_officer.size:
+            assert np.all(state.max_seen_ts_ms[state.pending_officer] >= before)
+    assert by_officer(released) == by_officer(ref_rel)
+    assert sorted(rejected) == sorted(ref_rej)
+
+
+def test_flush_before_releases_only_silent_officers():
+    # Officer 0 last heard at 100 s, officer 1 at 200 s; window 30 s keeps both pending.
+    state, rel, _ = order_fixes(empty_ordering_state(), [0, 1], [T0 + 100_000, T0 + 200_000], [0, 0], [0, 0],
+                                [1, 2], **PARAMS)
+    assert rel.row.size == 0
+    state, rel, _ = order_fixes(state, [], [], [], [], [], flush_before_ms=T0 + 150_000, **PARAMS)
+    assert rel.row.tolist() == [1]
+    assert state.pending_row.tolist() == [2]
+    # Officer 0's buffer is empty now: a fix older than the one released is late.
+    _, _, rej = order_fixes(state, [0], [T0 + 90_000], [0], [0], [3], **PARAMS)
+    assert [REJECT_REASONS[int(c)] for c in rej.reason] == ["late"]
+
+
 def test_seeded_stream_matches_reference():
     stream = random_stream(7, 20_000, 50, late_share=0.05, dup_share=0.02, teleport_share=0.01)
     params = dict(reorder_window_s=60, max_speed_mps=8, max_gap_s=600)

@@ -169,14 +169,14 @@ def test_partitions_take_turns_to_be_checkpointed():
     for tick in range(100):  # 10 s in steps of 0.1 s; partitions 0-2 keep receiving fixes, 3 none after 0
         now = tick / 10
         for p in (0, 1, 2):
-            trackers[p].last_offset += 1
+            trackers[p].version += 1
         if tick == 0:
-            trackers[3].last_offset += 1
+            trackers[3].version += 1
         p = consumer.due_for_checkpoint(now)
         if p is not None:  # what _start_checkpoint records
             taken.append((now, p))
             consumer._last_checkpoint = consumer._checkpointed_at[p] = now
-            consumer._checkpointed_offset[p] = trackers[p].last_offset
+            consumer._checkpointed_version[p] = trackers[p].version
     starts = [t for t, _ in taken]
     # One partition at a time, at most every interval / 4 ...
     assert all(b - a >= 0.5 - 1e-9 for a, b in zip(starts, starts[1:]))

@@ -111,6 +111,11 @@ def test_hostile_records_all_reach_the_dead_letter_topic_and_the_good_output_is_
              if at not in dead or headers(dead[at])["reason"].decode() not in CATEGORY_REASONS[kind]}
     assert not wrong, list(wrong.items())[:10]
     assert len(dead) == want_dead  # nothing good was dead-lettered
+    # Each exactly once: a worker that has not failed reads every record once (regression: a fresh worker's
+    # first fetch and the seek on assignment overlapped, and the records read twice were dead-lettered twice).
+    twice = [at for at, n in Counter((int(headers(m)["source_partition"]), int(headers(m)["source_offset"]))
+                                     for m in out["location-fixes-dead-letter"]).items() if n > 1]
+    assert twice == [], f"{len(twice)} records dead-lettered more than once, e.g. {twice[:5]}"
     by_reason = Counter(headers(m)["reason"].decode() for at, m in dead.items() if at not in hostile)
     assert by_reason == Counter(reasons)
     # The good output is the clean run's.
@@ -128,3 +133,24 @@ def test_hostile_records_all_reach_the_dead_letter_topic_and_the_good_output_is_
     assert all(dead[at].value == by_place[at][1] for at in whole)
     assert worker.stop() == 0
     assert "Traceback" not in worker.log()
+
+
+def test_a_worker_started_on_a_full_topic_dead_letters_each_record_once(broker, namespace, start_worker, tmp_path):
+    """Regression: a fresh worker's first fetch and the seek on its assignment overlapped, so the records
+    it read twice were dead-lettered twice (66 of 2,040 in a hostile day), though nothing had failed."""
+    now_ms = int(time.time() * 1000)
+    day = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).date()
+    good = good_day(load_hotspots(HOTSPOTS), day, officers=6, seed=5)
+    mixed, kinds = mix_hostile(good, 2_040, seed=6, now_ms=now_ms)
+    placed = asyncio.run(produce_tracked(broker.bootstrap, namespace["prefix"] + "location-fixes", mixed))
+    hostile = {placed[i] for i, kind in enumerate(kinds) if kind is not None}
+    start_worker(HOTSPOTS, "--partitions", str(PARTITIONS), time_check=True)  # the records wait for it
+
+    def places(out):
+        return Counter((int(headers(m)["source_partition"]), int(headers(m)["source_offset"]))
+                       for m in out["location-fixes-dead-letter"])
+
+    out = asyncio.run(collect(broker.bootstrap, namespace["prefix"], lambda o: hostile <= set(places(o)),
+                              timeout_s=120))
+    twice = {at: n for at, n in places(out).items() if n > 1}
+    assert twice == {}, f"{len(twice)} records dead-lettered more than once"

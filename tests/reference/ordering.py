@@ -58,10 +58,14 @@ class ReferenceOrderer:
                     self._release(officer, t, released, rejected)
         return released, rejected
 
-    def flush(self):
+    def flush(self, before_ms: int | None = None):
+        """Release the pending fixes of every officer, or only of those whose newest fix is older than
+        ``before_ms``."""
         released: list = []
         rejected: list = []
         for officer in sorted(self.pending):
+            if before_ms is not None and not self.max_seen[officer] < before_ms:
+                continue
             for t in sorted(self.pending[officer]):
                 self._release(officer, t, released, rejected)
         return released, rejected
