@@ -128,8 +128,7 @@ class DwellRuntime:
             self._idle_marked.discard(p)
 
     def _heard_from(self, tracker: OfficerTracker, now: float | None = None) -> None:
-        """The partition's newest fix moved (or it was just assigned): it is quiet from now on, at its
-        newest event time."""
+        """Fixes came in (or the partition was just assigned): it is quiet from now on, at its event time."""
         self._quiet[tracker.partition] = (time.monotonic() if now is None else now, tracker.clock_ms)
 
     def take_inflight(self) -> list:
@@ -158,7 +157,6 @@ class DwellRuntime:
             self.delivery_error = future.exception()
 
     async def handle(self, tracker: OfficerTracker, batch: FixBatch) -> TrackerOutput:
-        newest = tracker.clock_ms
         out = tracker.step(batch)
         self.stats.batches += 1
         self.stats.fixes += len(batch)
@@ -166,7 +164,7 @@ class DwellRuntime:
         await self._send_visits(tracker, out.visits)
         await self._send_opened(tracker, out.opened)
         await self._dead_letter(batch.partition, batch, out)
-        if tracker.clock_ms != newest:
+        if out.skipped < len(batch):  # fixes came in: the partition is not quiet, whatever their times
             self._heard_from(tracker)
         await self.close_silent(tracker)
         return out
@@ -184,8 +182,8 @@ class DwellRuntime:
     async def advance_idle(self, tracker: OfficerTracker, now: float, wall_s: float, caught_up: bool = True) -> None:
         """Move a quiet partition's event time on with the wall clock, then close what that closes.
 
-        Quiet means nothing has moved its newest fix for ``idle_advance_s`` and nothing is left to read
-        (``caught_up``): a worker catching up on a backlog is not idle. With live data (time checks on)
+        Quiet means no fix has come in for ``idle_advance_s`` and nothing is left to read (``caught_up``):
+        a worker catching up on a backlog is not idle. With live data (time checks on)
         the event time goes to the wall clock less the reorder window; with historical data it moves on
         from the newest fix at the wall clock's pace. A partition that has never had a fix and cannot
         tell the time from the wall clock tells stage 2 once that it holds no day open.

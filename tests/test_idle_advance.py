@@ -121,3 +121,22 @@ def test_an_idle_source_holds_no_day_until_it_marks_one():
     assert doc["through"]["1"] == d.isoformat()
     assert fold_mark(doc, 1, None, False, 2) == [] and doc["through"]["1"] == d.isoformat()
     assert fold_mark(doc, 0, d + dt.timedelta(days=1), False, 2) == []  # source 1 holds the next day now
+
+
+def test_fixes_coming_in_again_stop_the_advance_whatever_their_times():
+    """Regression: quiet was measured from the last move of the newest fix, so fixes older than an
+    advanced clock (history resumed after a pause) left the partition "quiet" and its event time ran on
+    with the wall clock under the data."""
+    runtime, rec = a_runtime(RULES, idle_advance_s=30.0)
+    tracker = runtime.new_tracker(0)
+    last = T0 + 20 * 30_000
+    since = _fed(runtime, tracker, last)
+    asyncio.run(runtime.advance_idle(tracker, since + 40.0, 0.0))
+    assert tracker.clock_ms == last + 10_000
+    asyncio.run(runtime.handle(tracker, batch_of([fix_value("pc-2", last + 5_000, INSIDE_A)], 100)))
+    resumed, base = runtime._quiet[0]
+    assert base == last + 10_000 and resumed > since
+    asyncio.run(runtime.advance_idle(tracker, resumed + 29.0, 0.0))
+    assert tracker.clock_ms == last + 10_000  # not quiet long enough since the fix
+    asyncio.run(runtime.advance_idle(tracker, resumed + 35.0, 0.0))
+    assert tracker.clock_ms == last + 15_000

@@ -25,7 +25,7 @@ from stream.replay import replay
 from tests.chaos.hostile import CATEGORY_REASONS, good_day, mix_hostile
 from tests.integration.test_faults import patrol_rows
 from tests.integration.test_streaming import (HOTSPOTS, PARTITIONS, _plain_row, collect, day_closed_rows, headers,
-                                              visit_rows, write_jsonl)
+                                              replay_visit_rows, visit_rows, write_jsonl)
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -84,9 +84,7 @@ def test_hostile_records_all_reach_the_dead_letter_topic_and_the_good_output_is_
     placed = asyncio.run(produce_tracked(broker.bootstrap, namespace["prefix"] + "location-fixes", mixed + closing))
     hostile = {placed[i]: kind for i, kind in enumerate(kinds) if kind is not None}
     assert len(hostile) == N_HOSTILE
-    want_visits = sorted(zip(expected.visits["officer_id"].tolist(), expected.visits["hotspot_id"].tolist(),
-                             expected.visits["start"].tolist(), expected.visits["end"].tolist(),
-                             expected.visits["fixes"].tolist()))
+    want_visits = replay_visit_rows(expected)
     want_patrols = sorted(expected.patrols.rows())
     want_days = sorted(_plain_row(r) for r in expected.hotspot_days.rows())
     want_dead = N_HOSTILE + len(lines)  # the planted records and what the replay rejects of the good ones

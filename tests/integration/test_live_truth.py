@@ -31,7 +31,8 @@ from stream.replay import replay
 from stream.schedule import draw_schedule
 from stream.simulate import SimulationSettings, simulate_day
 from tests.integration.conftest import WorkerProcess
-from tests.integration.test_streaming import HOTSPOTS, visit_rows, write_jsonl
+from tests.integration.test_streaming import (HOTSPOTS, _plain_row, day_closed_rows, replay_visit_rows, visit_rows,
+                                              write_jsonl)
 
 pytestmark = pytest.mark.integration
 
@@ -109,9 +110,7 @@ def test_silent_radios_close_their_visits_within_max_gap_of_the_last_fix(broker,
     expected, workers, topics = {}, {}, {}
     for name, records in days.items():
         result = replay(write_jsonl(records, tmp_path / f"{name}.jsonl"), hs, rules=RULES)
-        expected[name] = sorted(zip(result.visits["officer_id"].tolist(), result.visits["hotspot_id"].tolist(),
-                                    result.visits["start"].tolist(), result.visits["end"].tolist(),
-                                    result.visits["fixes"].tolist()))
+        expected[name] = replay_visit_rows(result)
         assert len(expected[name]) > 1000
         tag = uuid.uuid4().hex[:8]
         prefix = f"t{tag}."
@@ -162,6 +161,20 @@ def metric(port: int, name: str) -> float | None:
     return sum(values) if values else None
 
 
+async def read_all(bootstrap: str, prefix: str) -> list:
+    """Everything on ``patrol-events`` now."""
+    consumer = AIOKafkaConsumer(prefix + "patrol-events", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None)
+    await consumer.start()
+    got: list = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1000):
+            got += [m for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    return got
+
+
 def test_a_quiet_partitions_day_closes_from_the_wall_clock_across_a_kill(broker, namespace, start_worker, tmp_path):
     """A night shift's fixes up to 05:59, then nothing: the day (06:00 to 06:00) closes from the wall clock's
     advance alone, on every partition, including those that never had a fix. The worker is SIGKILLed
@@ -176,12 +189,11 @@ def test_a_quiet_partitions_day_closes_from_the_wall_clock_across_a_kill(broker,
     partitions = 8  # five officers: some partitions never get a fix
     assert len({partition_of(k, partitions) for k, _ in records}) < partitions
     expected = replay(write_jsonl(records, tmp_path / "night.jsonl"), hs, schedule_path)
-    from tests.integration.test_streaming import _plain_row, day_closed_rows
 
     want_days = sorted(_plain_row(r) for r in expected.hotspot_days.rows())
     assert len(want_days) == len(hs) and sum(r[6] for r in want_days) > 5  # every hot spot, some visits
     args = ["--partitions", str(partitions), "--schedule", str(schedule_path), "--idle-advance-s", "2",
-            "--day-close-grace-s", "60"]
+            "--day-close-grace-s", "10"]
     worker = start_worker(HOTSPOTS, *args)
     worker.wait_ready(timeout_s=120)
     asyncio.run(produce(broker.bootstrap, namespace["prefix"] + "location-fixes", records))
@@ -189,7 +201,8 @@ def test_a_quiet_partitions_day_closes_from_the_wall_clock_across_a_kill(broker,
     while not (metric(worker.metrics_port, "hotspot_dwell_idle_advances_total") or 0) > 0:
         assert time.monotonic() < deadline and worker.proc.poll() is None, worker.log()[-3000:]
         time.sleep(0.2)
-    worker.kill()  # the advance is under way; the day (and its grace) is a minute or more away
+    assert not day_closed_rows({"patrol-events": asyncio.run(read_all(broker.bootstrap, namespace["prefix"]))})
+    worker.kill()  # the advance is under way; the day's end (and its grace) is a minute or more away
     restarted = start_worker(HOTSPOTS, *args)
 
     async def day_closed_messages():

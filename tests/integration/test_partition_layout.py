@@ -25,7 +25,7 @@ from stream.schedule import draw_schedule
 from stream.settings import INTERNAL_TOPICS, TOPICS, WorkerSettings
 from stream.worker import partition_counts
 from tests.integration.test_streaming import (DAY, HOTSPOTS, _plain_row, collect, day_closed_rows, day_records,
-                                              visit_rows, write_jsonl)
+                                              replay_visit_rows, visit_rows, write_jsonl)
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +69,7 @@ def test_worker_follows_an_input_topic_created_with_8_partitions(broker, namespa
     schedule_path = tmp_path / "schedule.csv"
     draw_schedule(hs.ids, first_day=DAY, days=1, seed=11).write_csv(schedule_path)
     expected = replay(write_jsonl(records, tmp_path / "day.jsonl"), hs, schedule_path)
-    want_visits = sorted(zip(expected.visits["officer_id"].tolist(), expected.visits["hotspot_id"].tolist(),
-                             expected.visits["start"].tolist(), expected.visits["end"].tolist(),
-                             expected.visits["fixes"].tolist()))
+    want_visits = replay_visit_rows(expected)
     want_days = sorted(_plain_row(r) for r in expected.hotspot_days.rows())
     assert len(want_visits) > 50 and len(want_days) == 57
 

@@ -83,6 +83,13 @@ def visit_rows(messages) -> list[tuple]:
     return sorted(by_id.values())
 
 
+def replay_visit_rows(result) -> list[tuple]:
+    """A replay's visits as :func:`visit_rows` gives the stream's."""
+    v = result.visits
+    return sorted(zip(v["officer_id"].tolist(), v["hotspot_id"].tolist(), v["start"].tolist(), v["end"].tolist(),
+                      v["fixes"].tolist()))
+
+
 def headers(m) -> dict[str, bytes]:
     return dict(m.headers)
 
@@ -116,9 +123,7 @@ def test_stream_equals_replay(broker, namespace, start_worker, tmp_path):
     schedule_path = tmp_path / "schedule.csv"
     draw_schedule(hs.ids, first_day=DAY, days=1, seed=7).write_csv(schedule_path)
     expected = replay(write_jsonl(records, tmp_path / "day.jsonl"), hs, schedule_path)
-    want_visits = sorted(zip(expected.visits["officer_id"].tolist(), expected.visits["hotspot_id"].tolist(),
-                             expected.visits["start"].tolist(), expected.visits["end"].tolist(),
-                             expected.visits["fixes"].tolist()))
+    want_visits = replay_visit_rows(expected)
     want_patrols = sorted(expected.patrols.rows())
     want_late = sorted(int(line) for line, reason in zip(expected.rejected["line"], expected.rejected["reason"])
                        if reason == "late")
