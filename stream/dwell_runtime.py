@@ -32,7 +32,7 @@ from stream.producer import partition_of
 from stream.pseudonyms import Pseudonymiser
 from stream.settings import WorkerSettings
 from stream.stage1 import OfficerTracker, TrackerOutput
-from stream.stage2 import visit_batch_messages
+from stream.visit_batches import visit_batch_messages
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stream.settings import WorkerSettings
-from stream.stage2 import Applied, PartitionPresence, PresenceModel, VisitBatch
+from stream.stage2 import Applied, PartitionPresence, PresenceModel
+from stream.visit_batches import VisitBatch
 from stream.tables import Table
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from stream.metrics import DwellMetrics
 from stream.policing_day import PolicingCalendar
 from stream.schedule import Schedule, ScheduleEntry
 from stream.presence_runtime import Stage2Stats
-from stream.stage2 import PartitionPresence, PresenceModel, VisitBatch
+from stream.stage2 import PartitionPresence, PresenceModel
+from stream.visit_batches import VisitBatch
 
 DAY = dt.date(2024, 3, 4)
 CAL = PolicingCalendar("Europe/London", "06:00")

@@ -194,7 +194,7 @@ def test_stage2_is_fed_at_most_every_interval_each_partition_in_its_own_messages
 
     from stream.settings import WorkerSettings
     from stream.stage1_consumer import Stage1Consumer
-    from stream.stage2 import VisitBatch
+    from stream.visit_batches import VisitBatch
 
     consumer = Stage1Consumer(WorkerSettings(stage2_feed_interval_s=0.05, partitions=2), test_hotspots())
     runtime = consumer.runtime

@@ -43,7 +43,8 @@ import geo  # noqa: E402
 from stream.engine import Visits  # noqa: E402
 from stream.policing_day import PolicingCalendar  # noqa: E402
 from stream.schedule import Schedule, ScheduleEntry  # noqa: E402
-from stream.stage2 import PartitionPresence, PresenceModel, VisitBatch  # noqa: E402
+from stream.stage2 import PartitionPresence, PresenceModel  # noqa: E402
+from stream.visit_batches import VisitBatch  # noqa: E402
 from stream.tables import hotspot_days_table  # noqa: E402
 
 CAL = PolicingCalendar("Europe/London", "06:00")
@@ -148,7 +149,7 @@ def test_a_message_with_a_bad_item_is_an_error_and_changes_nothing():
 
 
 def test_a_big_fix_batch_is_split_into_ordered_messages_that_all_apply():
-    from stream.stage2 import visit_batch_messages
+    from stream.visit_batches import visit_batch_messages
 
     items = [["v", _vid(i), OWNED[i % 4], T0 + i * 1000, T0 + i * 1000 + 5 * MIN] for i in range(30_000)]
     items.append(["m", DAY0.isoformat(), True])

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from stream.checkpoint_log import CheckpointStore, MemoryCheckpointLog
 from stream.presence_runtime import PresenceRuntime
 from stream.settings import WorkerSettings
-from stream.stage2 import VisitBatch
+from stream.visit_batches import VisitBatch
 from stream.stage2_consumer import Stage2Consumer
 from tests.test_stage2 import MIN, OWNED, T0, _vid, model_with_schedule
 
