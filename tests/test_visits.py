@@ -497,10 +497,10 @@ def test_kernels_without_jit():
     root = Path(__file__).resolve().parents[1]
     subset = ("dwell or visit or jitter or gap or excursion or grace or overlapping or stale "
               "or late or reordered or duplicate or speed or window or fence or state "
-              "or order_fixes_matches or chained or reanchor or return")
+              "or order_fixes_matches or chained or reanchor or return or interval or estimates")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", subset,
-         "tests/test_ordering.py", "tests/test_visits.py", "tests/test_fences.py"],
+         "tests/test_ordering.py", "tests/test_visits.py", "tests/test_fences.py", "tests/test_report_interval.py"],
         cwd=root, env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
