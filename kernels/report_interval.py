@@ -154,3 +154,15 @@ def current_intervals(state: IntervalState, officer) -> np.ndarray:
     _current_kernel(np.ascontiguousarray(state.gaps_ms, np.int32), np.ascontiguousarray(state.n_gaps, np.int32),
                     off, out)
     return out
+
+
+def estimate_released(state: IntervalState, released) -> tuple[IntervalState, np.ndarray]:
+    """:func:`estimate_intervals` in place for fixes straight from :func:`kernels.ordering.order_fixes`
+    (``released``: a :class:`kernels.ordering.ReleasedFixes`), without re-checking them."""
+    n = released.officer.shape[0]
+    new = _grown(state, int(released.officer.max()) + 1 if n else 0, inplace=True)
+    out = np.empty(n, np.int64)
+    _estimate_kernel(new.gaps_ms, new.n_gaps, np.ascontiguousarray(released.officer, np.int32),
+                     np.ascontiguousarray(released.prev_ts_ms, np.int64), np.ascontiguousarray(released.ts_ms, np.int64),
+                     out)
+    return new, out

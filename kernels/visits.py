@@ -24,77 +24,18 @@ the same visits as one batch.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 from numba import njit
 
 from kernels._checks import as_1d, check_codes, check_ts, seconds_to_ms
 from kernels._config import JIT_OPTIONS
 from kernels.ordering import NO_TS_MS
+from kernels.visit_state import (BOUNDS, VisitState, Visits, STATE_DTYPES, check_bounds, check_state,
+                                 empty_visits, sorted_visits, empty_visit_state)
+from kernels.visit_ends import close_all, close_stale
 
-
-BOUNDS = ("fixes", "midpoint")
-
-
-class VisitState(NamedTuple):
-    """Open visits, one row each, sorted by (officer, hotspot).
-
-    officer, hotspot : int32 (n_open,)
-        Dense codes.
-    start_ms : int64 (n_open,)
-        The visit's start: its first inside-polygon fix, or with midpoint
-        bounds halfway back to the fix before it.
-    last_in_ms : int64 (n_open,)
-        ts of the last inside-polygon fix.
-    last_seen_ms : int64 (n_open,)
-        ts of the officer's last fix while the visit is open.
-    out_since_ms : int64 (n_open,)
-        ts of the first fix of the current excursion outside the buffer,
-        ``NO_TS_MS`` when the officer is not on one.
-    after_in_ms : int64 (n_open,)
-        ts of the first fix after the last inside fix (where a midpoint end
-        lies halfway to), ``NO_TS_MS`` while the last fix is inside.
-    n_fixes : int32 (n_open,)
-        Inside-polygon fixes so far.
-    """
-
-    officer: np.ndarray
-    hotspot: np.ndarray
-    start_ms: np.ndarray
-    last_in_ms: np.ndarray
-    last_seen_ms: np.ndarray
-    out_since_ms: np.ndarray
-    after_in_ms: np.ndarray
-    n_fixes: np.ndarray
-
-
-class Visits(NamedTuple):
-    """Closed visits, sorted by (officer, start_ms, hotspot).
-
-    officer, hotspot : int32 (n,) ; start_ms, end_ms : int64 (n,) epoch ms
-    (the first and last inside-polygon fix, or the midpoints beyond them) ;
-    n_fixes : int32 (n,) >= 1.
-    """
-
-    officer: np.ndarray
-    hotspot: np.ndarray
-    start_ms: np.ndarray
-    end_ms: np.ndarray
-    n_fixes: np.ndarray
-
-
-_STATE_DTYPES = (np.int32, np.int32, np.int64, np.int64, np.int64, np.int64, np.int64, np.int32)
-_VISIT_DTYPES = (np.int32, np.int32, np.int64, np.int64, np.int32)
-
-
-def empty_visit_state() -> VisitState:
-    """No open visits."""
-    return VisitState(*(np.empty(0, d) for d in _STATE_DTYPES))
-
-
-def _empty_visits(n: int = 0) -> Visits:
-    return Visits(*(np.empty(n, d) for d in _VISIT_DTYPES))
+__all__ = ["BOUNDS", "VisitState", "Visits", "empty_visit_state", "advance_visits", "advance_released",
+           "close_all", "close_stale"]
 
 
 @njit(**JIT_OPTIONS)
@@ -134,24 +75,26 @@ def _open_row(b_hot, b_start, b_in, b_seen, b_out, b_after, b_n, i, hot, t, prev
     "UniTuple(int64, 3)("
     "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
     "int64[::1], int64[::1], int32[::1], int64[::1], int64[::1], "
-    "int64[::1], int32[::1], boolean[::1], int64, int64, boolean, "
+    "int64[::1], int32[::1], boolean[::1], int64[::1], int64[::1], int64[::1], boolean, "
     "int32[::1], int32[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int32[::1], "
-    "boolean[::1], int32[::1], int32[::1], int64[::1], int64[::1], int32[::1])",
+    "boolean[::1], int32[::1], int32[::1], int64[::1], int64[::1], int32[::1], int64[::1], int64[::1])",
     **JIT_OPTIONS,
 )
 def _advance_kernel(
     s_off, s_hot, s_start, s_in, s_seen, s_out, s_after, s_n,
     fix_ts, fix_prev, g_off, g_start, g_end,
-    pair_ptr, pair_hot, pair_inside, max_gap_ms, grace_ms, midpoint,
+    pair_ptr, pair_hot, pair_inside, fix_gap, fix_grace, fix_iv, midpoint,
     n_off, n_hot, n_start, n_in, n_seen, n_out, n_after, n_n, n_fresh,
-    c_off, c_hot, c_start, c_end, c_n,
+    c_off, c_hot, c_start, c_end, c_n, c_iv, c_gap,
 ):  # fmt: skip
     """Advance the open visits ``s_*`` (sorted by officer, hotspot) over the
     officer groups: group ``g`` is officer ``g_off[g]`` with fixes
     ``g_start[g]:g_end[g]`` in ts order; groups come in ascending officer
     order. Fix ``f``'s pairs are ``pair_ptr[f]:pair_ptr[f + 1]``, sorted by
     hotspot; ``fix_prev[f]`` is the officer's fix before it (used only with
-    ``midpoint``).
+    ``midpoint``). ``fix_gap[f]`` and ``fix_grace[f]`` are the gap limit and
+    exit grace that apply at fix ``f`` (ms), ``fix_iv[f]`` the reporting
+    interval they were drawn from, reported with the visits it closes.
 
     Writes the new state to ``n_*`` (``n_fresh``: the row's visit opened in
     this call) and closed visits to ``c_*``. Returns
@@ -215,6 +158,8 @@ def _advance_kernel(
             s += 1
         for f in range(g_start[g], g_end[g]):
             t = fix_ts[f]
+            max_gap_ms = fix_gap[f]
+            grace_ms = fix_grace[f]
             pe = pair_ptr[f + 1]
             p = pair_ptr[f]
             a = 0
@@ -258,6 +203,8 @@ def _advance_kernel(
                         c_start[nc] = a_start[a]
                         c_end[nc] = _midway(a_in[a], after, max_gap_ms, midpoint)
                         c_n[nc] = a_n[a]
+                        c_iv[nc] = fix_iv[f]
+                        c_gap[nc] = max_gap_ms
                         nc += 1
                         # After a gap or an excursion, a fix inside opens the
                         # next visit.
@@ -308,19 +255,6 @@ def _advance_kernel(
     return nn, nc, -1
 
 
-def _sorted_visits(v: Visits) -> Visits:
-    order = np.lexsort((v.hotspot, v.start_ms, v.officer))
-    return Visits(*(a[order] for a in v))
-
-
-def _check_state(state: VisitState) -> None:
-    if not isinstance(state, VisitState):
-        raise ValueError("state must be a VisitState (see empty_visit_state)")
-    n = state.officer.shape[0]
-    if any(a.shape != (n,) for a in state):
-        raise ValueError("state arrays have inconsistent lengths")
-
-
 def advance_visits(
     state: VisitState,
     fix_officer,
@@ -333,6 +267,9 @@ def advance_visits(
     exit_grace_s: float,
     bounds: str = "fixes",
     fix_prev_ts_ms=None,
+    fix_gap_ms=None,
+    fix_grace_ms=None,
+    fix_interval_ms=None,
 ) -> tuple[VisitState, Visits]:
     """Advance every officer's open visits over one batch of located fixes.
 
@@ -369,6 +306,13 @@ def advance_visits(
         ts of each fix's predecessor in the officer's stream (across
         batches), ``NO_TS_MS`` for none; required with midpoint bounds
         (:class:`kernels.ordering.ReleasedFixes` carries it).
+    fix_gap_ms, fix_grace_ms : int64 (n_fix,), optional
+        The gap limit and exit grace at each fix, ms, where they follow the
+        officer's reporting interval; by default ``max_gap_s`` and
+        ``exit_grace_s`` at every fix.
+    fix_interval_ms : int64 (n_fix,), optional
+        The reporting interval each fix's thresholds were drawn from,
+        reported with the visits it closes (default 0: unknown).
 
     Returns
     -------
@@ -376,7 +320,7 @@ def advance_visits(
     closed : Visits
         Visits that closed in this batch, sorted by (officer, start, hotspot).
     """
-    _check_state(state)
+    check_state(state)
     fix_officer = np.asarray(fix_officer)
     n = fix_officer.shape[0] if fix_officer.ndim == 1 else -1
     off = check_codes(as_1d(fix_officer, np.int64, "fix_officer"), "fix_officer")
@@ -387,9 +331,10 @@ def advance_visits(
     p_fix = as_1d(pair_fix, np.int64, "pair_fix")
     p_hot = check_codes(as_1d(pair_hotspot, np.int64, "pair_hotspot", m), "pair_hotspot")
     p_in = as_1d(pair_inside, np.bool_, "pair_inside", m)
-    max_gap_ms = seconds_to_ms(max_gap_s, "max_gap_s")
-    grace_ms = seconds_to_ms(exit_grace_s, "exit_grace_s")
-    midpoint = _check_bounds(bounds)
+    gap = _per_fix(fix_gap_ms, seconds_to_ms(max_gap_s, "max_gap_s"), n, "fix_gap_ms")
+    grace = _per_fix(fix_grace_ms, seconds_to_ms(exit_grace_s, "exit_grace_s"), n, "fix_grace_ms")
+    iv = _per_fix(fix_interval_ms, 0, n, "fix_interval_ms")
+    midpoint = check_bounds(bounds)
     if fix_prev_ts_ms is None:
         if midpoint:
             raise ValueError("midpoint bounds need fix_prev_ts_ms")
@@ -418,20 +363,29 @@ def advance_visits(
     g_off, g_start, g_end = g_off[by_officer], g_start[by_officer], g_end[by_officer]
     pair_ptr = np.searchsorted(p_fix, np.arange(n + 1)).astype(np.int64)
     new_state, closed, _ = _run(state, ts, prev, g_off, g_start, g_end, pair_ptr, p_hot, p_in,
-                                int(np.count_nonzero(p_in)), max_gap_ms, grace_ms, midpoint, off)
+                                int(np.count_nonzero(p_in)), gap, grace, iv, midpoint, off)
     return new_state, closed
 
 
+def _per_fix(values, default: int, n: int, name: str) -> np.ndarray:
+    if values is None:
+        return np.full(max(n, 0), default, np.int64)
+    out = as_1d(values, np.int64, name, n)
+    if n and out.min() < 0:
+        raise ValueError(f"{name} must be >= 0")
+    return out
+
+
 def advance_released(
-    state: VisitState, released, pair_fix, pair_hotspot, pair_inside, *, max_gap_ms: int, grace_ms: int,
-    midpoint: bool,
+    state: VisitState, released, pair_fix, pair_hotspot, pair_inside, *, fix_gap_ms: np.ndarray,
+    fix_grace_ms: np.ndarray, fix_interval_ms: np.ndarray, midpoint: bool,
 ) -> tuple[VisitState, Visits, np.ndarray]:
     """:func:`advance_visits` for fixes straight from :func:`kernels.ordering.order_fixes` and pairs straight
     from :func:`kernels.locate.locate_points`, without re-checking them (the streaming engine calls this once
     per partition chunk, where the checks cost more than the kernel).
 
     ``released`` is a :class:`kernels.ordering.ReleasedFixes` (officers ascending, ts ascending within each,
-    ``prev_ts_ms`` set); thresholds are already in whole milliseconds.
+    ``prev_ts_ms`` set); thresholds are per fix, int64 ms.
 
     Returns
     -------
@@ -442,8 +396,8 @@ def advance_released(
     """
     g_off, g_start, g_end, pair_ptr, n_inside = _officer_runs(released.officer, pair_fix, pair_inside)
     return _run(state, released.ts_ms, released.prev_ts_ms, g_off, g_start, g_end, pair_ptr,
-                np.ascontiguousarray(pair_hotspot, np.int32), pair_inside, n_inside, max_gap_ms, grace_ms, midpoint,
-                released.officer)
+                np.ascontiguousarray(pair_hotspot, np.int32), pair_inside, n_inside, fix_gap_ms, fix_grace_ms,
+                fix_interval_ms, midpoint, released.officer)
 
 
 @njit(**JIT_OPTIONS)
@@ -477,17 +431,18 @@ def _officer_runs(officer, pair_fix, pair_inside):
     return g_off, g_start, g_end, pair_ptr, n_inside
 
 
-def _run(state, ts, prev, g_off, g_start, g_end, pair_ptr, p_hot, p_in, n_inside, max_gap_ms, grace_ms, midpoint,
+def _run(state, ts, prev, g_off, g_start, g_end, pair_ptr, p_hot, p_in, n_inside, gap, grace, iv, midpoint,
          officer) -> tuple[VisitState, Visits, np.ndarray]:
     n_open = state.officer.shape[0]
     cap = n_open + n_inside
-    new = VisitState(*(np.empty(cap, d) for d in _STATE_DTYPES))
+    new = VisitState(*(np.empty(cap, d) for d in STATE_DTYPES))
     fresh = np.empty(cap, np.bool_)
-    closed = _empty_visits(cap)
+    closed = empty_visits(cap)
     nn, nc, bad = _advance_kernel(
-        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state, _STATE_DTYPES)),
+        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state, STATE_DTYPES)),
         ts, prev, g_off, g_start, g_end,
-        pair_ptr, p_hot, p_in, max_gap_ms, grace_ms, midpoint,
+        pair_ptr, p_hot, p_in, np.ascontiguousarray(gap, np.int64), np.ascontiguousarray(grace, np.int64),
+        np.ascontiguousarray(iv, np.int64), midpoint,
         *new, fresh, *closed,
     )  # fmt: skip
     if bad >= 0:
@@ -499,66 +454,4 @@ def _run(state, ts, prev, g_off, g_start, g_end, pair_ptr, p_hot, p_in, n_inside
     # visit again per batch would cost a streaming caller more than the merge itself.
     new_state = VisitState(*(a[:nn] for a in new))
     closed = Visits(*(a[:nc] for a in closed))
-    return new_state, (_sorted_visits(closed) if nc > 1 else closed), np.flatnonzero(fresh[:nn])
-
-
-def _check_bounds(bounds: str) -> bool:
-    if bounds not in BOUNDS:
-        raise ValueError(f"bounds must be one of {BOUNDS}, got {bounds!r}")
-    return bounds == "midpoint"
-
-
-def close_all(state: VisitState, *, bounds: str = "fixes", max_gap_s: float | None = None) -> Visits:
-    """Close every open visit at its last inside fix, or with midpoint bounds
-    halfway to the fix after it (end of a replay).
-
-    Returns
-    -------
-    Visits
-        Sorted by (officer, start_ms, hotspot).
-    """
-    _check_state(state)
-    last_in = state.last_in_ms
-    end = last_in
-    if _check_bounds(bounds):
-        if max_gap_s is None:
-            raise ValueError("midpoint bounds need max_gap_s")
-        after = state.after_in_ms
-        near = (after != NO_TS_MS) & (after - last_in <= seconds_to_ms(max_gap_s, "max_gap_s"))
-        end = np.where(near, last_in + (after - last_in) // 2, last_in)
-    return _sorted_visits(Visits(state.officer, state.hotspot, state.start_ms, end, state.n_fixes))
-
-
-def close_stale(
-    state: VisitState, watermark_ms: int, *, max_gap_s: float, bounds: str = "fixes"
-) -> tuple[VisitState, Visits]:
-    """Close the visits of officers silent for more than ``max_gap_s``.
-
-    A visit is stale when ``last_seen_ms < watermark_ms - max_gap_s * 1000``,
-    the same test a fix at ``watermark_ms`` would apply, so closing early
-    changes nothing as long as no later fix is older than the watermark.
-
-    Parameters
-    ----------
-    state : VisitState
-    watermark_ms : int
-        Epoch ms that every officer's stream has reached (event time).
-    max_gap_s : float
-        Seconds.
-    bounds : {"fixes", "midpoint"}
-        As in :func:`advance_visits`.
-
-    Returns
-    -------
-    new_state : VisitState
-        The visits still open.
-    closed : Visits
-        The stale visits, closed at their last inside fix, sorted by
-        (officer, start_ms, hotspot).
-    """
-    _check_state(state)
-    limit = int(watermark_ms) - seconds_to_ms(max_gap_s, "max_gap_s")
-    stale = state.last_seen_ms < limit
-    keep = VisitState(*(a[~stale] for a in state))
-    gone = VisitState(*(a[stale] for a in state))
-    return keep, close_all(gone, bounds=bounds, max_gap_s=max_gap_s)
+    return new_state, (sorted_visits(closed) if nc > 1 else closed), np.flatnonzero(fresh[:nn])

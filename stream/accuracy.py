@@ -79,7 +79,9 @@ def true_visits(sim: SimulatedFixes, hotspots: HotspotSet, registry: OfficerRegi
                    | (ts[1:] - ts[:-1] > _TRUE_STEP_BREAK_MS))
     first = np.flatnonzero(new_run)
     last = np.append(first[1:] - 1, ts.size - 1)
-    return Visits(officer[first], hot[first], ts[first], ts[last], (last - first + 1).astype(np.int64)).sorted()
+    none = np.zeros(first.size, np.int64)  # no radio, no interval or gap limit
+    return Visits(officer[first], hot[first], ts[first], ts[last], (last - first + 1).astype(np.int64), none,
+                  none).sorted()
 
 
 def reported_visits(sim: SimulatedFixes, hotspots: HotspotSet, rules: RuleSettings,

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from stream.engine import RuleSettings
+from stream.engine import SCALINGS, RuleSettings
 
 RULE_FLAGS = {
     "max_gap_s": "seconds between two fixes after which an open visit ends at its last inside fix",
@@ -16,6 +16,8 @@ RULE_FLAGS = {
     "min_patrol_s": "seconds of visit that make a patrol",
     "max_speed_mps": "speed since the last accepted fix above which a fix is rejected",
     "reorder_window_s": "seconds within which out-of-order fixes are put back in order",
+    "max_gap_intervals": "adaptive rules: the gap limit is at least this many of the officer's reporting intervals",
+    "exit_grace_intervals": "adaptive rules: the exit grace is at least this many of the officer's intervals",
 }
 
 
@@ -40,12 +42,17 @@ def _add_rule_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--visit-bounds", choices=("midpoint", "fixes"), default=defaults.visit_bounds,
                    help="where a visit starts and ends: midway to the fixes before and after it (the unbiased "
                         "estimate), or at its first and last inside fix (default %(default)s)")
+    g.add_argument("--rules", dest="scaling", choices=SCALINGS, default=defaults.scaling,
+                   help="adaptive: each officer's gap limit and exit grace grow with his own reporting interval, "
+                        "never below --max-gap-s and --exit-grace-s; fixed: those values for every radio "
+                        "(default %(default)s)")
     g.add_argument("--day-start", default=defaults.day_start, help="local start of the policing day (default %(default)s)")
     g.add_argument("--timezone", default=defaults.timezone, help="IANA time zone of the force (default %(default)s)")
 
 
 def _rules(args: argparse.Namespace) -> RuleSettings:
-    return RuleSettings(**{k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "day_start", "timezone"]})
+    return RuleSettings(**{k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "scaling", "day_start",
+                                                                              "timezone"]})
 
 
 def _print_compliance(compliance, out=None) -> None:
@@ -162,7 +169,7 @@ def _write_truth(sim, hs, path) -> None:
     from stream.tables import visits_table
 
     registry = OfficerRegistry()
-    visits_table(true_visits(sim, hs, registry), registry, hs).write_csv(path)
+    visits_table(true_visits(sim, hs, registry), registry, hs, rule_columns=False).write_csv(path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -195,7 +202,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     cli = {k: getattr(args, k) for k in ("brokers", "hotspots", "schedule", "crs", "metrics_port", "app_id",
                                           "topic_prefix", "partitions", "state_dir", "idle_advance_s",
                                           "day_close_grace_s", *SECURITY_FLAGS)}
-    cli.update({k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "day_start", "timezone"]})
+    cli.update({k: getattr(args, k) for k in list(RULE_FLAGS) + ["visit_bounds", "scaling", "day_start", "timezone"]})
     cli = {k: v for k, v in cli.items() if v is not None}
     if args.no_time_check:
         cli.update(max_future_s=None, max_age_s=None)
@@ -300,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in RULE_FLAGS:
         g.add_argument("--" + name.replace("_", "-"), type=float)
     g.add_argument("--visit-bounds", choices=("midpoint", "fixes"))
+    g.add_argument("--rules", dest="scaling", choices=SCALINGS)
     g.add_argument("--day-start")
     g.add_argument("--timezone")
     p.set_defaults(func=cmd_worker)

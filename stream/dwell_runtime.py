@@ -243,7 +243,8 @@ class DwellRuntime:
                                          visits.start_ms.tolist(), visits.end_ms.tolist()):
             outbox.setdefault(q, []).append(["v", vid, h, start, end])
         for kind, i, key, value, headers in visit_events(officers, hotspot_ids, visits.start_ms, visits.end_ms,
-                                                         visits.n_fixes, self.rules.min_patrol_s, ids):
+                                                         visits.n_fixes, self.rules.min_patrol_s, ids,
+                                                         visits.interval_ms, visits.gap_limit_ms):
             self._add(self.settings.topic(kind), int(self._event_partitions[kind][visits.hotspot[i]]), key, value,
                       headers)
             if kind == "patrol-events":

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from geo.hotspots import HotspotSet
-from kernels import ordering, reasons
+from kernels import ordering, reasons, report_interval
 from kernels import visits as visit_kernels
 from kernels._checks import seconds_to_ms
 from stream.fixes import FixColumns, Rejects
@@ -34,6 +34,12 @@ class RuleSettings:
     max_gap_s: float = 180.0
     exit_margin_m: float = 10.0
     exit_grace_s: float = 120.0
+    # "adaptive": each officer's gap limit and exit grace grow with his own reporting interval (the
+    # median of his last nine gaps, kernels/report_interval.py), never below the fixed values above;
+    # "fixed": the values above for every radio.
+    scaling: str = "adaptive"
+    max_gap_intervals: float = 3.5  # adaptive gap limit: at least this many of the officer's intervals
+    exit_grace_intervals: float = 2.5  # adaptive exit grace: at least this many of the officer's intervals
     min_patrol_s: float = 900.0
     max_speed_mps: float = 50.0
     reorder_window_s: float = 60.0
@@ -50,6 +56,35 @@ class RuleSettings:
             raise ValueError("max_speed_mps must be > 0")
         if self.visit_bounds not in visit_kernels.BOUNDS:
             raise ValueError(f"visit_bounds must be one of {visit_kernels.BOUNDS}, got {self.visit_bounds!r}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+
+
+SCALINGS = ("adaptive", "fixed")
+
+
+class OfficerLimits:
+    """The gap limit and exit grace that apply to each fix, from the officer's reporting interval.
+
+    Milliseconds throughout; with ``scaling="fixed"`` the fixed values whatever the interval.
+    """
+
+    def __init__(self, rules: RuleSettings) -> None:
+        self.gap_ms = seconds_to_ms(rules.max_gap_s, "max_gap_s")
+        self.grace_ms = seconds_to_ms(rules.exit_grace_s, "exit_grace_s")
+        self.adaptive = rules.scaling == "adaptive"
+        self.gap_intervals = rules.max_gap_intervals
+        self.grace_intervals = rules.exit_grace_intervals
+
+    def gap(self, interval_ms: np.ndarray) -> np.ndarray:
+        if not self.adaptive:
+            return np.full(interval_ms.shape, self.gap_ms, np.int64)
+        return np.maximum(self.gap_ms, np.round(interval_ms * self.gap_intervals).astype(np.int64))
+
+    def grace(self, interval_ms: np.ndarray) -> np.ndarray:
+        if not self.adaptive:
+            return np.full(interval_ms.shape, self.grace_ms, np.int64)
+        return np.maximum(self.grace_ms, np.round(interval_ms * self.grace_intervals).astype(np.int64))
 
 
 class Visits(NamedTuple):
@@ -60,11 +95,13 @@ class Visits(NamedTuple):
     start_ms: np.ndarray  # int64, first inside fix (or midway back to the fix before it)
     end_ms: np.ndarray  # int64, last inside fix (or midway on to the fix after it)
     n_fixes: np.ndarray  # int64, fixes inside the polygon
+    interval_ms: np.ndarray  # int64, the officer's reporting-interval estimate when it closed (0: unknown)
+    gap_limit_ms: np.ndarray  # int64, the gap limit it closed under
 
     @staticmethod
     def empty() -> "Visits":
         e = np.empty(0, np.int64)
-        return Visits(e, e, e, e, e)
+        return Visits(e, e, e, e, e, e, e)
 
     @staticmethod
     def concat(parts: list["Visits"]) -> "Visits":
@@ -97,11 +134,11 @@ class DwellEngine:
         self.hotspots = hotspots
         self.rules = rules
         self._ordering = ordering.empty_ordering_state()
+        self._intervals = report_interval.empty_interval_state()
         self._visits = visit_kernels.empty_visit_state()
         self.opened_rows = np.empty(0, np.int64)  # rows of open_visits() that the last step opened
-        self._thresholds_ms = dict(max_gap_ms=seconds_to_ms(rules.max_gap_s, "max_gap_s"),
-                                   grace_ms=seconds_to_ms(rules.exit_grace_s, "exit_grace_s"),
-                                   midpoint=rules.visit_bounds == "midpoint")
+        self.limits = OfficerLimits(rules)
+        self._midpoint = rules.visit_bounds == "midpoint"
 
     def step(self, fixes: FixColumns) -> StepResult:
         """Advance the state with one batch of fixes in arrival order."""
@@ -120,10 +157,20 @@ class DwellEngine:
     def finish(self) -> StepResult:
         """End of input: release the reorder buffer and close every open visit."""
         result = self.release_pending()
-        last = visit_kernels.close_all(self._visits, bounds=self.rules.visit_bounds, max_gap_s=self.rules.max_gap_s)
+        last = self._close(self._visits)
         self._visits = visit_kernels.empty_visit_state()
         self.opened_rows = np.empty(0, np.int64)
-        return StepResult(Visits.concat([result.visits, Visits(*last)]), result.rejects)
+        return StepResult(Visits.concat([result.visits, last]), result.rejects)
+
+    def officer_intervals(self, officer: np.ndarray) -> np.ndarray:
+        """The officers' reporting-interval estimates now (int64 ms, 0: unknown)."""
+        return report_interval.current_intervals(self._intervals, officer)
+
+    def _close(self, state) -> Visits:
+        """Close ``state``'s visits as the end of a replay does, under each officer's gap limit now."""
+        iv = self.officer_intervals(state.officer)
+        return Visits(*visit_kernels.close_all(state, bounds=self.rules.visit_bounds, gap_limit_ms=self.limits.gap(iv),
+                                               interval_ms=iv))
 
     def release_pending(self) -> StepResult:
         """Release the whole reorder buffer now (the day is over; nothing older will come in order)."""
@@ -131,26 +178,27 @@ class DwellEngine:
         f = np.empty(0, np.float64)
         return self._advance(e, e, f, f, e, flush=True)
 
-    def close_silent(self, before_ms: int) -> StepResult:
-        """End the visits of the officers not heard from since before ``before_ms`` (event time).
+    def close_silent(self, watermark_ms: int) -> StepResult:
+        """End the visits of the officers silent for more than their gap limit at ``watermark_ms``.
 
-        Their buffered fixes are released first (nothing the reorder buffer could still put before them
-        will come in order now), then their visits close with the bounds the end of a replay gives
-        them. Officers heard from since keep their buffers and visits as they are.
+        The buffered fixes of officers silent for the fixed ``max_gap_s`` (every gap limit is at least
+        that) are released first: nothing the buffer could still put before them will come in order
+        now. Then the visits of those silent for their own gap limit (from their interval estimate
+        with those fixes' gaps) close with the bounds the end of a replay gives them. Everyone else
+        keeps his buffer and visits as they are.
         """
         e = np.empty(0, np.int64)
         f = np.empty(0, np.float64)
-        released = self._advance(e, e, f, f, e, flush=False, flush_before_ms=before_ms)
+        released = self._advance(e, e, f, f, e, flush=False, flush_before_ms=watermark_ms - self.limits.gap_ms)
         state = self._visits
-        silent = self._ordering.max_seen_ts_ms[state.officer] < before_ms
+        iv = self.officer_intervals(state.officer)
+        silent = self._ordering.max_seen_ts_ms[state.officer] < watermark_ms - self.limits.gap(iv)
+        self.opened_rows = np.empty(0, np.int64)
         if not silent.any():
-            self.opened_rows = np.empty(0, np.int64)
             return released
         self._visits = visit_kernels.VisitState(*(a[~silent] for a in state))
-        gone = visit_kernels.VisitState(*(a[silent] for a in state))
-        closed = visit_kernels.close_all(gone, bounds=self.rules.visit_bounds, max_gap_s=self.rules.max_gap_s)
-        self.opened_rows = np.empty(0, np.int64)
-        return StepResult(Visits.concat([released.visits, Visits(*closed)]), released.rejects)
+        closed = self._close(visit_kernels.VisitState(*(a[silent] for a in state)))
+        return StepResult(Visits.concat([released.visits, closed]), released.rejects)
 
     def newest_fix_floor_ms(self) -> int | None:
         """The oldest newest-fix time among the officers with an open visit or a buffered fix (None when
@@ -160,9 +208,11 @@ class DwellEngine:
         return int(seen[candidates].min()) if candidates.size else None
 
     def close_stale(self, watermark_ms: int) -> Visits:
-        """Close visits whose officer has been silent for over max_gap_s before ``watermark_ms``."""
+        """Close visits whose officer has been silent for over his gap limit before ``watermark_ms``."""
+        iv = self.officer_intervals(self._visits.officer)
         self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s,
-                                                         bounds=self.rules.visit_bounds)
+                                                         bounds=self.rules.visit_bounds,
+                                                         gap_limit_ms=self.limits.gap(iv), interval_ms=iv)
         self.opened_rows = np.empty(0, np.int64)
         return Visits(*closed)
 
@@ -170,6 +220,7 @@ class DwellEngine:
         """Every state array, by name, for a checkpoint."""
         out = {"ordering_" + k: v for k, v in self._ordering._asdict().items()}
         out.update({"visits_" + k: v for k, v in self._visits._asdict().items()})
+        out.update({"intervals_" + k: v for k, v in self._intervals._asdict().items()})
         return out
 
     def import_state(self, arrays: dict[str, np.ndarray]) -> None:
@@ -178,17 +229,25 @@ class DwellEngine:
                                                   for f in ordering.OrderingState._fields))
         self._visits = visit_kernels.VisitState(*(np.array(arrays["visits_" + f])
                                                   for f in visit_kernels.VisitState._fields))
+        # A state saved before the interval estimates: they start again from the next gaps.
+        self._intervals = (report_interval.IntervalState(*(np.array(arrays["intervals_" + f])
+                                                           for f in report_interval.IntervalState._fields))
+                           if "intervals_n_gaps" in arrays else report_interval.empty_interval_state())
         self.opened_rows = np.empty(0, np.int64)
 
     def open_visits(self) -> Visits:
         """Visits still open, as of the last released fix (the live view)."""
-        s = self._visits
-        return Visits(s.officer, s.hotspot, s.start_ms, s.last_in_ms, s.n_fixes)
+        return self._open_rows(slice(None))
 
     def opened_visits(self) -> Visits:
         """The open visits that the last step opened (the stream's ``visit.opened`` events)."""
-        s, rows = self._visits, self.opened_rows
-        return Visits(s.officer[rows], s.hotspot[rows], s.start_ms[rows], s.last_in_ms[rows], s.n_fixes[rows])
+        return self._open_rows(self.opened_rows)
+
+    def _open_rows(self, rows) -> Visits:
+        s = self._visits
+        iv = self.officer_intervals(s.officer[rows])
+        return Visits(s.officer[rows], s.hotspot[rows], s.start_ms[rows], s.last_in_ms[rows], s.n_fixes[rows], iv,
+                      self.limits.gap(iv))
 
     def _advance(self, officer, ts_ms, x, y, row, *, flush: bool, flush_before_ms: int | None = None) -> StepResult:
         r = self.rules
@@ -196,11 +255,13 @@ class DwellEngine:
             self._ordering, officer, ts_ms, x, y, row, reorder_window_s=r.reorder_window_s,
             max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, flush_before_ms=flush_before_ms,
             inplace=True)
+        self._intervals, iv = report_interval.estimate_released(self._intervals, released)
         pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(released.x_m, released.y_m,
                                                                           margin_m=r.exit_margin_m)
         # Released fixes and located pairs already have the shape the visit kernel needs: no re-checks.
         self._visits, closed, self.opened_rows = visit_kernels.advance_released(
-            self._visits, released, pair_fix, pair_hotspot, pair_inside, **self._thresholds_ms)
+            self._visits, released, pair_fix, pair_hotspot, pair_inside, fix_gap_ms=self.limits.gap(iv),
+            fix_grace_ms=self.limits.grace(iv), fix_interval_ms=iv, midpoint=self._midpoint)
         # The ordering kernel reports codes of the shared table (kernels.reasons).
         rejects = Rejects(np.asarray(rejected.row, np.int64), np.asarray(rejected.reason, np.int8))
         return StepResult(Visits(*closed), rejects)

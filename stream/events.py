@@ -46,11 +46,13 @@ def ce_headers(event_type: str, event_id: str, time_text: str, subject: str) -> 
 
 
 def visit_events(officer_ids: np.ndarray, hotspot_ids: np.ndarray, start_ms: np.ndarray, end_ms: np.ndarray,
-                 n_fixes: np.ndarray, min_patrol_s: float,
-                 visit_ids: list[str] | None = None) -> list[tuple[str, int, bytes, bytes, Headers]]:
+                 n_fixes: np.ndarray, min_patrol_s: float, visit_ids: list[str] | None = None,
+                 interval_ms: np.ndarray | None = None,
+                 gap_limit_ms: np.ndarray | None = None) -> list[tuple[str, int, bytes, bytes, Headers]]:
     """``(topic kind, row, key, value, headers)`` for closed visits and the patrols among them, ``row``
     being the visit's position in the arrays (``visit_ids``: their :func:`visit_id` values, when the
-    caller has them already)."""
+    caller has them already; ``interval_ms``, ``gap_limit_ms``: the interval estimate and gap limit each
+    closed under, 0 when not given)."""
     starts = rfc3339_utc(start_ms)
     ends = rfc3339_utc(end_ms)
     if visit_ids is None:
@@ -58,13 +60,16 @@ def visit_events(officer_ids: np.ndarray, hotspot_ids: np.ndarray, start_ms: np.
                                                            start_ms.tolist())]
     out = []
     min_patrol_ms = min_patrol_s * 1000.0
-    for i, (o, h, s_ms, e_ms, n, s_txt, e_txt, vid) in enumerate(zip(
+    none = np.zeros(len(start_ms), np.int64)
+    interval_s = (none if interval_ms is None else np.asarray(interval_ms)) / 1000.0
+    gap_limit_s = (none if gap_limit_ms is None else np.asarray(gap_limit_ms)) / 1000.0
+    for i, (o, h, s_ms, e_ms, n, s_txt, e_txt, vid, iv, gap) in enumerate(zip(
             officer_ids.tolist(), hotspot_ids.tolist(), start_ms.tolist(), end_ms.tolist(), n_fixes.tolist(),
-            starts.tolist(), ends.tolist(), visit_ids)):
+            starts.tolist(), ends.tolist(), visit_ids, interval_s.tolist(), gap_limit_s.tolist())):
         duration = (e_ms - s_ms) / 1000.0
         patrol = (e_ms - s_ms) >= min_patrol_ms
         body = {"visit_id": vid, "officer_id": o, "hotspot_id": h, "start": s_txt, "end": e_txt,
-                "duration_s": duration, "fixes": n, "patrol": patrol}
+                "duration_s": duration, "fixes": n, "patrol": patrol, "interval_s": iv, "gap_limit_s": gap}
         key = h.encode()
         out.append(("dwell-intervals", i, key, _json(body), ce_headers(VISIT_CLOSED, vid, e_txt, h)))
         if patrol:

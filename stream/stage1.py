@@ -105,7 +105,7 @@ class OfficerTracker:
         before = self.watermark_ms - self._max_gap_ms
         if self._silence_floor_ms is not None and before <= self._silence_floor_ms:
             return TrackerOutput(Visits.empty(), Rejects.empty(), 0)
-        result = self.engine.close_silent(before)
+        result = self.engine.close_silent(self.watermark_ms)
         floor = self.engine.newest_fix_floor_ms()
         self._silence_floor_ms = np.iinfo(np.int64).max if floor is None else floor
         if len(result.visits.start_ms) or len(result.rejects.row):

@@ -98,17 +98,24 @@ def sorted_by_ids(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSe
     return Visits(*(a[order] for a in visits))
 
 
-def visits_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet) -> Table:
+def visits_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet, *,
+                 rule_columns: bool = True) -> Table:
+    """One row per visit; ``rule_columns``: with the interval and gap limit each closed under (not for
+    true visits, which no rule made)."""
     v = sorted_by_ids(visits, registry, hotspots)
     ids = np.asarray(hotspots.ids, dtype=object)
-    return Table({
+    columns = {
         "officer_id": registry.ids_of(v.officer),
         "hotspot_id": ids[v.hotspot] if len(v.hotspot) else np.empty(0, object),
         "start": rfc3339_utc(v.start_ms),
         "end": rfc3339_utc(v.end_ms),
         "duration_s": (v.end_ms - v.start_ms) / 1000.0,
         "fixes": v.n_fixes,
-    })
+    }
+    if rule_columns:
+        columns["interval_s"] = v.interval_ms / 1000.0  # the officer's reporting interval when it closed (0: unknown)
+        columns["gap_limit_s"] = v.gap_limit_ms / 1000.0  # the gap limit it closed under
+    return Table(columns)
 
 
 def patrols_table(visits: Visits, registry: OfficerRegistry, hotspots: HotspotSet, min_patrol_s: float) -> Table:

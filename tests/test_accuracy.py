@@ -143,7 +143,8 @@ def visits(*rows) -> Visits:
     """(officer, hotspot, start_min, end_min) rows."""
     a = np.array(rows, dtype=np.float64).reshape(-1, 4)
     return Visits(a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), (a[:, 2] * MIN).astype(np.int64),
-                  (a[:, 3] * MIN).astype(np.int64), np.ones(len(a), np.int64))
+                  (a[:, 3] * MIN).astype(np.int64), np.ones(len(a), np.int64), np.zeros(len(a), np.int64),
+                  np.zeros(len(a), np.int64))
 
 
 def test_score_matched_patrol_within_two_intervals():

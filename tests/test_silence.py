@@ -173,10 +173,11 @@ def shifts(draw):
 
 
 @settings(max_examples=25, deadline=None)
-@given(case=shifts(), bounds=st.sampled_from(["midpoint", "fixes"]), gap=st.sampled_from([60, 120, 180]))
-def test_closing_silent_officers_after_every_batch_gives_the_replay(tmp_path_factory, case, bounds, gap):
+@given(case=shifts(), bounds=st.sampled_from(["midpoint", "fixes"]), gap=st.sampled_from([60, 120, 180]),
+       scaling=st.sampled_from(["adaptive", "fixed"]))
+def test_closing_silent_officers_after_every_batch_gives_the_replay(tmp_path_factory, case, bounds, gap, scaling):
     fixes, cuts = case
-    rules = RuleSettings(max_gap_s=gap, visit_bounds=bounds, reorder_window_s=60)
+    rules = RuleSettings(max_gap_s=gap, visit_bounds=bounds, reorder_window_s=60, scaling=scaling)
     hs = test_hotspots()
     tracker = OfficerTracker(hs, rules, 0)
     closed = []
@@ -187,22 +188,23 @@ def test_closing_silent_officers_after_every_batch_gives_the_replay(tmp_path_fac
         k += 1
         closed.append(tracker.step(batch_of(values[pos:pos + size], pos)).visits)
         closed.append(tracker.close_silent().visits)
-        # Nobody left open has been silent for the gap.
+        # Nobody left open has been silent for his gap limit.
         seen = tracker.engine._ordering.max_seen_ts_ms
         open_ = tracker.open_visits()
-        assert np.all(seen[open_.officer] >= tracker.watermark_ms - gap * 1000)
+        assert np.all(seen[open_.officer] >= tracker.watermark_ms - open_.gap_limit_ms)
         pos += size
     closed.append(tracker.engine.finish().visits)
-    got = sorted((tracker.registry.id_of(int(o)), hs.ids[int(h)], int(s), int(e), int(n))
-                 for o, h, s, e, n in zip(*Visits.concat(closed)))
+    got = sorted((tracker.registry.id_of(int(o)), hs.ids[int(h)], int(s), int(e), int(n), int(i), int(g))
+                 for o, h, s, e, n, i, g in zip(*Visits.concat(closed)))
 
     path = tmp_path_factory.mktemp("silence") / "fixes.jsonl"
     path.write_bytes(b"\n".join(values) + b"\n")
     result = replay(path, hs, rules=rules)
     v = result.raw_visits
     want = sorted(zip(result.visits["officer_id"].tolist(), result.visits["hotspot_id"].tolist(),
-                      v.start_ms.tolist(), v.end_ms.tolist(), v.n_fixes.tolist()))
-    assert got == want
+                      v.start_ms.tolist(), v.end_ms.tolist(), v.n_fixes.tolist(), v.interval_ms.tolist(),
+                      v.gap_limit_ms.tolist()))
+    assert got == want  # bounds, and the interval and gap limit each visit closed under
 
 
 def test_a_fix_that_comes_after_its_officer_was_found_silent():

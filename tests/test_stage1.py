@@ -28,7 +28,7 @@ def _json_values(path):
 
 def _visit_rows(visits: Visits, tracker: OfficerTracker, hotspots):
     return sorted((tracker.registry.id_of(int(o)), hotspots.ids[int(h)], int(s), int(e), int(n))
-                  for o, h, s, e, n in zip(*visits))
+                  for o, h, s, e, n in zip(*visits[:5]))
 
 
 @settings(max_examples=15, deadline=None)

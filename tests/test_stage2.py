@@ -104,7 +104,8 @@ def test_partition_presence_rows_equal_the_replay_table(visits, cuts, data):
     # The replay's table over the same visits, for the days that have rows.
     idx = np.array([HS.index_of(h) for h, _, _ in rows], np.int64)
     v = Visits(np.zeros(len(rows), np.int64), idx, np.array([s for _, s, _ in rows], np.int64),
-               np.array([e for _, _, e in rows], np.int64), np.ones(len(rows), np.int64))
+               np.array([e for _, _, e in rows], np.int64), np.ones(len(rows), np.int64), np.zeros(len(rows), np.int64),
+               np.zeros(len(rows), np.int64))
     table = hotspot_days_table(v, HS, model.schedule, CAL, 900.0,
                                hotspot_index=np.array([HS.index_of(h) for h in OWNED]))
     want = sorted((d, h, p, o, int(n), int(pt), bool(m), w, bool(s)) for d, h, p, o, n, pt, m, w, s in zip(

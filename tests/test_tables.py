@@ -23,7 +23,8 @@ def _at(hh, mm=0, day=DAY):
 def _visits(*rows):
     """rows: (officer, hotspot index, start_ms, end_ms)."""
     a = np.array(rows, dtype=np.int64).reshape(-1, 4)
-    return Visits(a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.ones(len(a), np.int64))
+    return Visits(a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.ones(len(a), np.int64), np.zeros(len(a), np.int64),
+                  np.zeros(len(a), np.int64))
 
 
 def _schedule(*hotspot_ids, window=("14:00", "00:00"), target=15.0, day=DAY):

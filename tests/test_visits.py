@@ -39,7 +39,8 @@ OUT, RING, IN = 0, 1, 2
 
 
 def as_tuples(v: Visits) -> list[tuple]:
-    return sorted(zip(*(a.tolist() for a in v)))
+    """(officer, hotspot, start, end, n_fixes) rows: the reference knows nothing of intervals."""
+    return sorted(zip(*(a.tolist() for a in v[:5])))
 
 
 def pairs_of(statuses_per_fix):
@@ -363,6 +364,41 @@ def test_advance_visits_matches_reference(stream, params, data):
 
 
 @settings(max_examples=300, deadline=None)
+@given(stream=pair_streams(), bounds=st.sampled_from(["fixes", "midpoint"]), data=st.data())
+def test_thresholds_that_change_fix_by_fix_match_the_reference(stream, bounds, data):
+    """Adaptive rules give every fix its own gap limit and exit grace (from the officer's interval): the
+    kernel applies each fix's own, as the reference does, and reports them with the visits it closes."""
+    officer, ts, statuses = stream
+    n = len(officer)
+    gap = np.array(data.draw(st.lists(st.sampled_from([10_000, 60_000, 120_000, 400_000]), min_size=n,
+                                      max_size=n)), np.int64)
+    grace = np.array(data.draw(st.lists(st.sampled_from([0, 20_000, 60_000, 300_000]), min_size=n,
+                                        max_size=n)), np.int64)
+    iv = gap // 4
+    prev = prev_ts_of(officer, ts)
+    order = np.argsort(officer, kind="stable")
+    pf, ph, pi = pairs_of([statuses[i] for i in order])
+    state, closed = advance_visits(empty_visit_state(), officer[order], ts[order], pf, ph, pi, max_gap_s=1,
+                                   exit_grace_s=1, bounds=bounds, fix_prev_ts_ms=prev[order],
+                                   fix_gap_ms=gap[order], fix_grace_ms=grace[order], fix_interval_ms=iv[order])
+    ref = ReferenceVisits(1, 1, bounds)
+    ref_closed, limit_at_close = [], {}
+    for i, (o, t) in enumerate(zip(officer.tolist(), ts.tolist())):
+        pairs = {h: s == IN for h, s in enumerate(statuses[i]) if s != OUT}
+        for v in ref.fix(o, t, pairs, gap_ms=int(gap[i]), grace_ms=int(grace[i])):
+            ref_closed.append(v)
+            limit_at_close[v] = (int(iv[i]), int(gap[i]))
+    assert as_tuples(closed) == sorted(ref_closed)
+    rows = zip(*(a.tolist() for a in closed[:5]))
+    assert sorted(zip(rows, zip(closed.interval_ms.tolist(), closed.gap_limit_ms.tolist()))) \
+        == sorted((v, limit_at_close[v]) for v in ref_closed)
+    last_gap = {o: int(g) for o, g in zip(officer.tolist(), gap.tolist())}
+    ends = close_all(state, bounds=bounds, gap_limit_ms=np.array([last_gap[o] for o in state.officer.tolist()],
+                                                                 np.int64))
+    assert as_tuples(ends) == sorted(ref.close_all(last_gap))
+
+
+@settings(max_examples=300, deadline=None)
 @given(stream=pair_streams(), params=VISIT_PARAMS, data=st.data())
 def test_advance_visits_batch_split_invariance(stream, params, data):
     cuts = data.draw(st.lists(st.integers(0, len(stream[0])), max_size=6))
@@ -432,8 +468,11 @@ def run_chain(stream, cuts, boxes=BOXES, bounds="fixes"):
 def check_advance_released(before, rel, pairs, bounds, want_state, want_closed):
     """The streaming engine's unchecked entry gives the same state and visits, and reports as opened exactly
     the open visits that were not open before."""
-    state, closed, opened = advance_released(before, rel, *pairs, max_gap_ms=VISIT_KW["max_gap_s"] * 1000,
-                                             grace_ms=VISIT_KW["exit_grace_s"] * 1000, midpoint=bounds == "midpoint")
+    n = rel.officer.shape[0]
+    state, closed, opened = advance_released(
+        before, rel, *pairs, fix_gap_ms=np.full(n, VISIT_KW["max_gap_s"] * 1000, np.int64),
+        fix_grace_ms=np.full(n, VISIT_KW["exit_grace_s"] * 1000, np.int64), fix_interval_ms=np.zeros(n, np.int64),
+        midpoint=bounds == "midpoint")
     for a, b in zip(state, want_state):
         np.testing.assert_array_equal(a, b)
     assert as_tuples(closed) == as_tuples(want_closed)

@@ -49,7 +49,7 @@ def through_stage1(values: list[bytes], chunk: int = 700):
         reasons[row] = REASON_NAMES[code]
     v = Visits.concat(closed)
     visits = sorted((tracker.registry.id_of(int(o)), HOTSPOTS.ids[int(h)], int(s), int(e), int(n))
-                    for o, h, s, e, n in zip(*v))
+                    for o, h, s, e, n in zip(*v[:5]))
     return visits, reasons
 
 

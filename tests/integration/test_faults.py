@@ -11,18 +11,15 @@ import pytest
 
 from stream.producer import partition_of, produce
 from stream.replay import replay
-from tests.integration.test_streaming import (HOTSPOTS, PARTITIONS, collect, day_records, headers, visit_rows,
-                                              write_jsonl)
+from tests.integration.test_streaming import (HOTSPOTS, PARTITIONS, collect, day_records, headers, replay_visit_rows,
+                                              visit_rows, write_jsonl)
 
 pytestmark = pytest.mark.integration
 
 
 def expected_of(records, tmp_path):
     result = replay(write_jsonl(records, tmp_path / "day.jsonl"), HOTSPOTS)
-    visits = sorted(zip(result.visits["officer_id"].tolist(), result.visits["hotspot_id"].tolist(),
-                        result.visits["start"].tolist(), result.visits["end"].tolist(),
-                        result.visits["fixes"].tolist()))
-    return visits, sorted(result.patrols.rows())
+    return replay_visit_rows(result), sorted(result.patrols.rows())
 
 
 def patrol_rows(messages):

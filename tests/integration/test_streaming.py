@@ -79,7 +79,8 @@ def visit_rows(messages) -> list[tuple]:
         if not dict(m.headers)["ce_type"].endswith(b"visit.closed"):
             continue  # the in-band day marks
         body = json.loads(m.value)
-        by_id[body["visit_id"]] = (body["officer_id"], body["hotspot_id"], body["start"], body["end"], body["fixes"])
+        by_id[body["visit_id"]] = (body["officer_id"], body["hotspot_id"], body["start"], body["end"], body["fixes"],
+                                   body["interval_s"], body["gap_limit_s"])
     return sorted(by_id.values())
 
 
@@ -87,7 +88,7 @@ def replay_visit_rows(result) -> list[tuple]:
     """A replay's visits as :func:`visit_rows` gives the stream's."""
     v = result.visits
     return sorted(zip(v["officer_id"].tolist(), v["hotspot_id"].tolist(), v["start"].tolist(), v["end"].tolist(),
-                      v["fixes"].tolist()))
+                      v["fixes"].tolist(), v["interval_s"].tolist(), v["gap_limit_s"].tolist()))
 
 
 def headers(m) -> dict[str, bytes]:

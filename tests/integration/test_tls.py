@@ -27,7 +27,8 @@ from stream.broker import EmbeddedBroker, _accepts, die_with_parent, free_port, 
 from stream.pseudonyms import Pseudonymiser
 from stream.replay import replay
 from tests.integration.conftest import WorkerProcess
-from tests.integration.test_streaming import HOTSPOTS, PARTITIONS, collect, day_records, visit_rows, write_jsonl
+from tests.integration.test_streaming import (HOTSPOTS, PARTITIONS, collect, day_records, replay_visit_rows, visit_rows,
+                                              write_jsonl)
 
 pytestmark = pytest.mark.integration
 
@@ -146,9 +147,7 @@ def test_worker_over_tls_with_a_client_certificate_pseudonymises_and_logs_no_off
     asyncio.run(_produce(tls_kafka, "tls.location-fixes", records))
     expected = replay(write_jsonl(records, tmp_path / "day.jsonl"), HOTSPOTS)
     pseudonym = Pseudonymiser(key_file.read_bytes()).one
-    want = sorted((pseudonym(o), h, s, e, n) for o, h, s, e, n in zip(
-        expected.visits["officer_id"].tolist(), expected.visits["hotspot_id"].tolist(),
-        expected.visits["start"].tolist(), expected.visits["end"].tolist(), expected.visits["fixes"].tolist()))
+    want = sorted((pseudonym(o), *rest) for o, *rest in replay_visit_rows(expected))
     assert want
     out = asyncio.run(collect(tls_kafka.bootstrap, "tls.", lambda o: len(visit_rows(o["dwell-intervals"])) >= len(want),
                               timeout_s=120, consumer_kwargs=tls_kafka.client_kwargs()))

@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 import pyproj
 
 from tests.reference.locate import locate_reference
-from tests.reference.ordering import ReferenceOrderer
+from tests.reference.ordering import ReferenceOrderer, to_ms
 from tests.reference.presence import union_length_within
+from tests.reference.report_interval import ReferenceIntervals
 from tests.reference.visits import ReferenceVisits
 
 TIME_MIN_MS = 946_684_800_000
@@ -84,6 +85,15 @@ def read_reference(path):
     return good, bad
 
 
+def adaptive_limits(rules, interval_ms: int) -> tuple[int, int]:
+    """(gap limit, exit grace) in ms for an officer whose interval estimate is ``interval_ms``."""
+    gap, grace = to_ms(rules.max_gap_s), to_ms(rules.exit_grace_s)
+    if rules.scaling == "fixed":
+        return gap, grace
+    return (max(gap, round(interval_ms * rules.max_gap_intervals)),
+            max(grace, round(interval_ms * rules.exit_grace_intervals)))
+
+
 def replay_reference(path, hotspots, rules, schedule=None):
     """Visits, rejects and hot spot-day rows, computed the slow, plain way."""
     rows, rejects = read_reference(path)
@@ -107,10 +117,15 @@ def replay_reference(path, hotspots, rules, schedule=None):
     for f, h, i in zip(fix, hot, inside):
         pairs.setdefault(int(f), {})[int(h)] = bool(i)
     machine = ReferenceVisits(rules.max_gap_s, rules.exit_grace_s, rules.visit_bounds)
+    intervals = ReferenceIntervals()
+    last_ts: dict[int, int] = {}
     visits = []
     for k, (officer, ts, _, _, _) in enumerate(released):
-        visits += machine.fix(officer, ts, pairs.get(k, {}))
-    visits += machine.close_all()
+        iv = intervals.push(officer, last_ts.get(officer), ts)
+        last_ts[officer] = ts
+        gap_ms, grace_ms = adaptive_limits(rules, iv)
+        visits += machine.fix(officer, ts, pairs.get(k, {}), gap_ms=gap_ms, grace_ms=grace_ms)
+    visits += machine.close_all({o: adaptive_limits(rules, intervals.estimate(o))[0] for o in last_ts})
     names = {c: o for o, c in codes.items()}
     visits = sorted((names[o], hotspots.ids[h], s, e, n) for o, h, s, e, n in visits)
     return visits, rejects, hotspot_days_reference(visits, hotspots, rules, schedule)

@@ -26,34 +26,38 @@ class ReferenceVisits:
         self.open: dict[tuple[int, int], dict] = {}
         self.prev_ts: dict[int, int] = {}  # officer -> ts of the last fix fed
 
-    def _midway(self, a: int, b: int | None) -> int:
-        if self.midpoint and b is not None and abs(b - a) <= self.max_gap_ms:
+    def _midway(self, a: int, b: int | None, gap_ms: int) -> int:
+        if self.midpoint and b is not None and abs(b - a) <= gap_ms:
             return a + (b - a) // 2
         return a
 
-    def _close(self, key, next_ts: int | None = None) -> tuple:
+    def _close(self, key, next_ts: int | None, gap_ms: int) -> tuple:
         v = self.open.pop(key)
         after = v["after_in"] if v["after_in"] is not None else next_ts
-        return (key[0], key[1], v["start"], self._midway(v["last_in"], after), v["n"])
+        return (key[0], key[1], v["start"], self._midway(v["last_in"], after, gap_ms), v["n"])
 
-    def fix(self, officer: int, ts: int, pairs: dict[int, bool]) -> list[tuple]:
+    def fix(self, officer: int, ts: int, pairs: dict[int, bool], gap_ms: int | None = None,
+            grace_ms: int | None = None) -> list[tuple]:
+        """One fix; ``gap_ms`` and ``grace_ms``, when given, are the thresholds at this fix (adaptive rules)."""
+        gap = self.max_gap_ms if gap_ms is None else gap_ms
+        grace = self.grace_ms if grace_ms is None else grace_ms
         closed = []
         prev = self.prev_ts.get(officer)
         self.prev_ts[officer] = ts
         mine = sorted(k for k in self.open if k[0] == officer)
         for key in mine:  # gap: silence is not presence
-            if ts - self.open[key]["last_seen"] > self.max_gap_ms:
-                closed.append(self._close(key, ts))
+            if ts - self.open[key]["last_seen"] > gap:
+                closed.append(self._close(key, ts, gap))
         for key in mine:
             if key not in self.open:
                 continue
             v = self.open[key]
             v["last_seen"] = ts
             if key[1] in pairs:  # within the buffer
-                if v["out_since"] is not None and ts - v["out_since"] >= self.grace_ms:
+                if v["out_since"] is not None and ts - v["out_since"] >= grace:
                     # Back after an excursion of the grace or more: the visit
                     # ended; a fix inside opens a new one below.
-                    closed.append(self._close(key, ts))
+                    closed.append(self._close(key, ts, gap))
                     continue
                 v["out_since"] = None
                 if pairs[key[1]]:
@@ -65,19 +69,20 @@ class ReferenceVisits:
             else:
                 if v["out_since"] is None:
                     v["out_since"] = ts
-                if ts - v["out_since"] >= self.grace_ms:
-                    closed.append(self._close(key, ts))
+                if ts - v["out_since"] >= grace:
+                    closed.append(self._close(key, ts, gap))
                 elif v["after_in"] is None:
                     v["after_in"] = ts
         for hotspot, inside in sorted(pairs.items()):
             if inside and (officer, hotspot) not in self.open:
                 self.open[(officer, hotspot)] = dict(
-                    start=self._midway(ts, prev), last_in=ts, last_seen=ts, out_since=None, after_in=None, n=1
+                    start=self._midway(ts, prev, gap), last_in=ts, last_seen=ts, out_since=None, after_in=None, n=1
                 )
         return closed
 
-    def close_all(self) -> list[tuple]:
-        return [self._close(k) for k in sorted(self.open)]
+    def close_all(self, gap_ms_of: dict[int, int] | None = None) -> list[tuple]:
+        """Close every open visit; ``gap_ms_of``: each officer's gap limit now (default the fixed one)."""
+        return [self._close(k, None, (gap_ms_of or {}).get(k[0], self.max_gap_ms)) for k in sorted(self.open)]
 
     def open_rows(self) -> list[tuple]:
         """Open visits as (officer, hotspot, start, last_in, last_seen,
