@@ -165,7 +165,7 @@ class HotspotSet:
         fix, hot, _ = locate_points(x, y, self.packed, 0.0)
         return fix, hot
 
-    def locate_metric(self, x_m, y_m, margin_m: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def locate_metric(self, x_m, y_m, margin_m=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pairs within `margin_m` of a hot spot, on projected coordinates.
 
         The dwell engine's two fences: enter on ``inside``, leave when a fix
@@ -175,8 +175,8 @@ class HotspotSet:
         ----------
         x_m, y_m : array_like of float64, shape (n,)
             Fix positions in metres (:attr:`crs`). NaN gives no pairs.
-        margin_m : float, default 0.0
-            Buffer distance in metres, >= 0.
+        margin_m : float or array_like of float64, shape (n,), default 0.0
+            Buffer distance in metres, >= 0: one for every fix, or one per fix.
 
         Returns
         -------

@@ -80,11 +80,13 @@ def _entry_near(px, py, margin_m, e, vertex_x, vertex_y, ring_offsets, part_ring
 
 @njit(**JIT_OPTIONS)
 def _locate_cells_kernel(
-    x, y, margin_m, vertex_x, vertex_y, ring_offsets, part_ring_offsets, part_hotspot, part_box,
+    x, y, margins, vertex_x, vertex_y, ring_offsets, part_ring_offsets, part_hotspot, part_box,
     origin_x, origin_y, inv_w, inv_h, nx, ny, cell_qkey, qkey_step,
     cell_offsets, entry_part, entry_key, entry_parity, entry_edges, entry_near, cell_edges,
 ):
     n = x.shape[0]
+    per_point = margins.shape[0] > 1
+    margin_m = margins[0]
     margin_sq = margin_m * margin_m
     n_hot = max(part_hotspot.shape[0], 1)
     hit_hot = np.empty(n_hot, dtype=np.int64)
@@ -97,6 +99,9 @@ def _locate_cells_kernel(
     for i in range(n):
         px = x[i]
         py = y[i]
+        if per_point:
+            margin_m = margins[i]
+            margin_sq = margin_m * margin_m
         fx = (px - origin_x) * inv_w
         fy = (py - origin_y) * inv_h
         # Written as "not (... and ...)" so NaN falls out here.
@@ -152,11 +157,13 @@ def _locate_cells_kernel(
 
 @njit(**JIT_OPTIONS)
 def _locate_tree_kernel(
-    x, y, margin_m,
+    x, y, margins,
     vertex_x, vertex_y, ring_offsets, part_ring_offsets, part_hotspot,
     node_min_x, node_min_y, node_max_x, node_max_y, node_child_start, node_child_end, n_parts, stack_size,
 ):
     n = x.shape[0]
+    per_point = margins.shape[0] > 1
+    margin_m = margins[0]
     margin_sq = margin_m * margin_m
     stack = np.empty(stack_size, dtype=np.int64)
     cand = np.empty(max(n_parts, 1), dtype=np.int64)
@@ -169,6 +176,9 @@ def _locate_tree_kernel(
     for i in range(n):
         px = x[i]
         py = y[i]
+        if per_point:
+            margin_m = margins[i]
+            margin_sq = margin_m * margin_m
         c = _query_point(px, py, margin_m, node_min_x, node_min_y, node_max_x, node_max_y,
                          node_child_start, node_child_end, n_parts, stack, cand)
         nh = 0
@@ -197,7 +207,7 @@ def _locate_tree_kernel(
     return out_fix[:m].copy(), out_hot[:m].copy(), out_in[:m].copy()
 
 
-def locate_points(x_m, y_m, packed: PackedPolygons, margin_m: float = 0.0, use_grid: bool = True):
+def locate_points(x_m, y_m, packed: PackedPolygons, margin_m=0.0, use_grid: bool = True):
     """Every (point, hot spot) pair with the point within `margin_m` of the hot spot.
 
     Parameters
@@ -206,11 +216,12 @@ def locate_points(x_m, y_m, packed: PackedPolygons, margin_m: float = 0.0, use_g
         Point coordinates in metres, in the CRS of `packed`. NaN gives no pairs.
     packed : PackedPolygons
         Flat polygons and packed R-tree (see :func:`geo.packing.pack_polygons`).
-    margin_m : float, default 0.0
-        Distance in metres, >= 0. A pair is reported when the point lies in
-        the hot spot or its distance to the hot spot is <= `margin_m`.
+    margin_m : float or array_like of float64, shape (n,), default 0.0
+        Distance in metres, >= 0, for every point or per point. A pair is
+        reported when the point lies in the hot spot or its distance to the
+        hot spot is <= its margin.
     use_grid : bool, default True
-        Use the classified cell grid when `margin_m` <= ``packed.grid_margin_m``;
+        Use the classified cell grid when every margin is <= ``packed.grid_margin_m``;
         False forces the R-tree traversal (same result; tests compare both).
 
     Returns
@@ -231,11 +242,12 @@ def locate_points(x_m, y_m, packed: PackedPolygons, margin_m: float = 0.0, use_g
         On arrays of the wrong shape or a negative or non-finite margin.
     """
     x, y = check_points(x_m, y_m)
-    margin = check_margin(margin_m)
+    margins = check_margins(margin_m, x.shape[0])
+    margin = float(margins.max()) if margins.size else 0.0
     p = packed
     if use_grid and margin <= p.grid_margin_m:
         return _locate_cells_kernel(
-            x, y, margin, p.vertex_x, p.vertex_y, p.ring_offsets, p.part_ring_offsets, p.part_hotspot,
+            x, y, margins, p.vertex_x, p.vertex_y, p.ring_offsets, p.part_ring_offsets, p.part_hotspot,
             (p.node_min_x, p.node_min_y, p.node_max_x, p.node_max_y), float(p.cell_origin_x), float(p.cell_origin_y), 1.0 / p.cell_w_m, 1.0 / p.cell_h_m,
             int(p.cell_nx), int(p.cell_ny),
             p.cell_qkey, float(p.cell_qkey_step),
@@ -244,8 +256,23 @@ def locate_points(x_m, y_m, packed: PackedPolygons, margin_m: float = 0.0, use_g
         )
     tree = index_args(p, margin, False)[1:9]  # node boxes, children, n_parts, stack size
     return _locate_tree_kernel(
-        x, y, margin, p.vertex_x, p.vertex_y, p.ring_offsets, p.part_ring_offsets, p.part_hotspot, *tree,
+        x, y, margins, p.vertex_x, p.vertex_y, p.ring_offsets, p.part_ring_offsets, p.part_hotspot, *tree,
     )
+
+
+def check_margins(margin_m, n: int) -> np.ndarray:
+    """One margin for every point (a length-1 array) or one per point, float64 metres; ValueError unless
+    finite and >= 0."""
+    if np.ndim(margin_m) == 0:
+        return np.array([check_margin(margin_m)])
+    m = np.ascontiguousarray(margin_m, dtype=np.float64)
+    if m.shape != (n,):
+        raise ValueError(f"margin_m must be one number or one per point ({n}), got shape {m.shape}")
+    if not m.size:
+        return np.zeros(1)  # no points: the kernels still read one margin
+    if not (np.all(np.isfinite(m)) and m.min() >= 0.0):
+        raise ValueError("every margin_m must be finite and >= 0 metres")
+    return m
 
 
 def point_in_part(px: float, py: float, packed: PackedPolygons, part: int) -> bool:

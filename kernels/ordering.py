@@ -35,122 +35,24 @@ Rules, per officer, arrivals in arrival order:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 from numba import njit
 
-from kernels import reasons
 from kernels._checks import check_count, check_fixes, check_positive, seconds_to_ms
 from kernels._config import JIT_OPTIONS
+from kernels.ordering_state import (FIX_DTYPES, MAX_REANCHOR, MAX_TS_MS, N_PER, NO_TS_MS, REJ_DTYPES, REJECT_DUPLICATE,
+                                    REJECT_LATE, REJECT_REASONS, REJECT_SPEED, REL_DTYPES, OrderingState,
+                                    RejectedFixes, ReleasedFixes, alloc, empty_ordering_state, per_officer_arrays)
 
-# "No timestamp yet". Input times must stay well inside int64 (see check_ts).
-NO_TS_MS = np.iinfo(np.int64).min
-_MAX_TS_MS = np.iinfo(np.int64).max
-
-# One code table for every stage (kernels/reasons.py), so the replay and the
-# dead-letter topic report the same numbers whichever stage rejected a fix.
-REJECT_DUPLICATE = reasons.DUPLICATE
-REJECT_LATE = reasons.LATE
-REJECT_SPEED = reasons.IMPOSSIBLE_SPEED
-REJECT_REASONS = {REJECT_DUPLICATE: "duplicate", REJECT_LATE: "late",
-                  REJECT_SPEED: "impossible_speed"}
-
-# OrderingState's per-officer fields (released_ts_ms ... rejected_y_m).
-_OFFICER_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64, np.int8, np.float64, np.float64)
-_OFFICER_FILL = (NO_TS_MS, NO_TS_MS, np.nan, np.nan, NO_TS_MS, 0, np.nan, np.nan)
-_N_PER = len(_OFFICER_DTYPES)  # per-officer fields come first in OrderingState
-_MAX_REANCHOR = np.iinfo(np.int8).max
-# officer, ts_ms, x_m, y_m, row: the pending buffer and a batch; released fixes add prev_ts_ms.
-_FIX_DTYPES = (np.int32, np.int64, np.float64, np.float64, np.int64)
-_REL_DTYPES = _FIX_DTYPES + (np.int64,)
-_REJ_DTYPES = (np.int64, np.int8)
-
-
-class OrderingState(NamedTuple):
-    """Everything :func:`order_fixes` remembers between batches.
-
-    Per officer (indexed by officer code; length grows on demand):
-
-    released_ts_ms : int64 (n_officers,)
-        ts of the officer's last released fix, ``NO_TS_MS`` when none.
-    accepted_ts_ms : int64 (n_officers,)
-        ts of the last accepted fix (the speed check's anchor), ``NO_TS_MS``.
-    accepted_x_m, accepted_y_m : float64 (n_officers,)
-        Metric coordinates of the last accepted fix, NaN when none.
-    max_seen_ts_ms : int64 (n_officers,)
-        Largest ts ever put in the buffer, ``NO_TS_MS`` when none.
-    speed_rejects : int8 (n_officers,)
-        Consecutive released fixes rejected for speed since the last accepted
-        one, as a consistent run (re-anchoring); < ``reanchor_after``.
-    rejected_x_m, rejected_y_m : float64 (n_officers,)
-        Coordinates of the last of them (its ts is ``released_ts_ms``); NaN
-        before the first reject. 57 bytes per officer in all.
-
-    Pending reorder buffer, flat, sorted by (officer, ts):
-
-    pending_officer : int32 (n_pending,)
-    pending_ts_ms : int64 (n_pending,)
-    pending_x_m, pending_y_m : float64 (n_pending,)
-    pending_row : int64 (n_pending,)
-        The caller's id of the fix (input line number in a replay).
-    """
-
-    released_ts_ms: np.ndarray
-    accepted_ts_ms: np.ndarray
-    accepted_x_m: np.ndarray
-    accepted_y_m: np.ndarray
-    max_seen_ts_ms: np.ndarray
-    speed_rejects: np.ndarray
-    rejected_x_m: np.ndarray
-    rejected_y_m: np.ndarray
-    pending_officer: np.ndarray
-    pending_ts_ms: np.ndarray
-    pending_x_m: np.ndarray
-    pending_y_m: np.ndarray
-    pending_row: np.ndarray
-
-
-class ReleasedFixes(NamedTuple):
-    """Accepted fixes, each officer's contiguous and in ts order.
-
-    officer : int32 (n,) ; ts_ms : int64 (n,) epoch ms ;
-    x_m, y_m : float64 (n,) metres ; row : int64 (n,) caller's id ;
-    prev_ts_ms : int64 (n,) ts of the officer's previous accepted fix,
-    ``NO_TS_MS`` for its first (visit boundaries interpolate towards it).
-    Officers appear in ascending code order.
-    """
-
-    officer: np.ndarray
-    ts_ms: np.ndarray
-    x_m: np.ndarray
-    y_m: np.ndarray
-    row: np.ndarray
-    prev_ts_ms: np.ndarray
-
-
-class RejectedFixes(NamedTuple):
-    """row : int64 (n,) caller's id ; reason : int8 (n,) ``REJECT_*`` code."""
-
-    row: np.ndarray
-    reason: np.ndarray
-
-
-def empty_ordering_state(n_officers: int = 0) -> OrderingState:
-    """A state with room for ``n_officers`` officers and nothing pending."""
-    n = int(n_officers)
-    if n < 0:
-        raise ValueError(f"n_officers must be >= 0, got {n}")
-    per_officer = (np.full(n, v, d) for v, d in zip(_OFFICER_FILL, _OFFICER_DTYPES))
-    return OrderingState(*per_officer, *_alloc(0, _FIX_DTYPES))
-
+__all__ = ["NO_TS_MS", "REJECT_DUPLICATE", "REJECT_LATE", "REJECT_SPEED", "REJECT_REASONS", "OrderingState",
+           "ReleasedFixes", "RejectedFixes", "empty_ordering_state", "order_fixes"]
 
 @njit(
-    "void(int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], int64, "
-    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1])",
+    "void(int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], float64[::1], int64, "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], float64[::1])",
     **JIT_OPTIONS,
 )
-def _group_by_officer(officer, ts, x, y, row, n_officers, g_off, g_ts, g_x, g_y, g_row):
+def _group_by_officer(officer, ts, x, y, row, acc, n_officers, g_off, g_ts, g_x, g_y, g_row, g_acc):
     """Stable counting sort of the batch by officer code into ``g_*``.
 
     Codes are dense, so this is O(n + n_officers). It scatters the values
@@ -170,6 +72,7 @@ def _group_by_officer(officer, ts, x, y, row, n_officers, g_off, g_ts, g_x, g_y,
         g_x[q] = x[i]
         g_y[q] = y[i]
         g_row[q] = row[i]
+        g_acc[q] = acc[i]
         start[o] = q + 1
 
 
@@ -181,7 +84,7 @@ def _too_fast(dx, dy, dt_ms, max_speed_mps):
 
 
 @njit(**JIT_OPTIONS)
-def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row, n):
+def _copy_run(p_off, p_ts, p_x, p_y, p_row, p_acc, j0, j1, n_off, n_ts, n_x, n_y, n_row, n_acc, n):
     # A plain loop: slice assignment would copy the source first (numba
     # guards against overlap), an allocation per officer.
     for q in range(j0, j1):
@@ -190,6 +93,7 @@ def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row
         n_x[n] = p_x[q]
         n_y[n] = p_y[q]
         n_row[n] = p_row[q]
+        n_acc[n] = p_acc[q]
         n += 1
     return n
 
@@ -198,22 +102,22 @@ def _copy_run(p_off, p_ts, p_x, p_y, p_row, j0, j1, n_off, n_ts, n_x, n_y, n_row
     "UniTuple(int64, 3)("
     "int64[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
     "int8[::1], float64[::1], float64[::1], "
-    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
-    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], float64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], float64[::1], "
     "int64, float64, int64, int64, "
-    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], "
-    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], int64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], float64[::1], "
+    "int32[::1], int64[::1], float64[::1], float64[::1], int64[::1], float64[::1], int64[::1], "
     "int64[::1], int8[::1])",
     **JIT_OPTIONS,
 )
 def _order_kernel(
     released_ts, accepted_ts, accepted_x, accepted_y, max_seen,
     speed_rejects, rejected_x, rejected_y,
-    p_off, p_ts, p_x, p_y, p_row,
-    b_off, b_ts, b_x, b_y, b_row,
+    p_off, p_ts, p_x, p_y, p_row, p_acc,
+    b_off, b_ts, b_x, b_y, b_row, b_acc,
     window_ms, max_speed_mps, reanchor_after, flush_before,
-    n_off, n_ts, n_x, n_y, n_row,
-    r_off, r_ts, r_x, r_y, r_row, r_prev,
+    n_off, n_ts, n_x, n_y, n_row, n_acc,
+    r_off, r_ts, r_x, r_y, r_row, r_acc, r_prev,
     j_row, j_reason,
 ):  # fmt: skip
     """Process officers in ascending code order, merging the pending buffer
@@ -234,6 +138,7 @@ def _order_kernel(
     w_x = np.empty(16, np.float64)
     w_y = np.empty(16, np.float64)
     w_row = np.empty(16, np.int64)
+    w_acc = np.empty(16, np.float64)
 
     n_new = 0
     n_rel = 0
@@ -261,8 +166,8 @@ def _order_kernel(
                     lo = mid + 1
                 else:
                     hi = mid
-            n_new = _copy_run(p_off, p_ts, p_x, p_y, p_row, j, lo,
-                              n_off, n_ts, n_x, n_y, n_row, n_new)  # fmt: skip
+            n_new = _copy_run(p_off, p_ts, p_x, p_y, p_row, p_acc, j, lo,
+                              n_off, n_ts, n_x, n_y, n_row, n_acc, n_new)  # fmt: skip
             j = lo
         j0 = j
         while j < n_pend and p_off[j] == o:
@@ -277,6 +182,7 @@ def _order_kernel(
             w_x = np.empty(size, np.float64)
             w_y = np.empty(size, np.float64)
             w_row = np.empty(size, np.int64)
+            w_acc = np.empty(size, np.float64)
 
         head = 0
         tail = 0
@@ -285,6 +191,7 @@ def _order_kernel(
             w_x[tail] = p_x[q]
             w_y[tail] = p_y[q]
             w_row[tail] = p_row[q]
+            w_acc[tail] = p_acc[q]
             tail += 1
         rts = released_ts[o]
         ms = max_seen[o]
@@ -323,16 +230,18 @@ def _order_kernel(
                     w_x[q] = w_x[q - 1]
                     w_y[q] = w_y[q - 1]
                     w_row[q] = w_row[q - 1]
+                    w_acc[q] = w_acc[q - 1]
                 w_ts[lo] = t
                 w_x[lo] = b_x[i]
                 w_y[lo] = b_y[i]
                 w_row[lo] = b_row[i]
+                w_acc[lo] = b_acc[i]
                 tail += 1
                 if t > ms:
                     ms = t
                 limit = ms - window_ms
             elif ms < flush_before:
-                limit = _MAX_TS_MS
+                limit = MAX_TS_MS
             else:
                 break
             while head < tail and w_ts[head] <= limit:
@@ -363,6 +272,7 @@ def _order_kernel(
                     r_x[n_rel] = x
                     r_y[n_rel] = y
                     r_row[n_rel] = w_row[head]
+                    r_acc[n_rel] = w_acc[head]
                     n_rel += 1
                 else:
                     j_row[n_rej] = w_row[head]
@@ -376,6 +286,7 @@ def _order_kernel(
             n_x[n_new] = w_x[q]
             n_y[n_new] = w_y[q]
             n_row[n_new] = w_row[q]
+            n_acc[n_new] = w_acc[q]
             n_new += 1
         released_ts[o] = rts
         max_seen[o] = ms
@@ -386,27 +297,9 @@ def _order_kernel(
         rejected_x[o] = j_x
         rejected_y[o] = j_y
     # Officers past the last arrival (none after a flush).
-    n_new = _copy_run(p_off, p_ts, p_x, p_y, p_row, j, n_pend,
-                      n_off, n_ts, n_x, n_y, n_row, n_new)  # fmt: skip
+    n_new = _copy_run(p_off, p_ts, p_x, p_y, p_row, p_acc, j, n_pend,
+                      n_off, n_ts, n_x, n_y, n_row, n_acc, n_new)  # fmt: skip
     return n_new, n_rel, n_rej
-
-
-def _alloc(n: int, dtypes) -> tuple[np.ndarray, ...]:
-    return tuple(np.empty(n, d) for d in dtypes)
-
-
-def _per_officer(state: OrderingState, n_need: int, inplace: bool) -> list[np.ndarray]:
-    """The per-officer arrays with room for ``n_need`` officers (copies unless
-    ``inplace``; growth is geometric so streaming new officers stays cheap)."""
-    arrays = [np.ascontiguousarray(a, dtype=d) for a, d in zip(state[:_N_PER], _OFFICER_DTYPES)]
-    n_have = arrays[0].shape[0]
-    if n_need <= n_have:
-        return arrays if inplace else [a.copy() for a in arrays]
-    n_new = max(n_need, n_have + n_have // 2)
-    grown = empty_ordering_state(n_new)
-    for new, old in zip(grown[:_N_PER], arrays):
-        new[:n_have] = old
-    return list(grown[:_N_PER])
 
 
 def order_fixes(
@@ -424,6 +317,7 @@ def order_fixes(
     flush: bool = False,
     flush_before_ms: int | None = None,
     inplace: bool = False,
+    accuracy_m=None,
 ) -> tuple[OrderingState, ReleasedFixes, RejectedFixes]:
     """Put one batch of fixes through the per-officer reorder buffer.
 
@@ -462,6 +356,9 @@ def order_fixes(
         Update the per-officer arrays of ``state`` in place instead of copying
         them (for a caller that drops the old state; saves a copy of every
         officer's state per batch).
+    accuracy_m : float64 (n,), optional
+        Each fix's stated accuracy, metres, carried to its release (NaN or
+        absent: none stated).
 
     Returns
     -------
@@ -473,42 +370,44 @@ def order_fixes(
     """
     officer, ts, x, y, rows = check_fixes(officer, ts_ms, x_m, y_m, row)
     n = officer.shape[0]
+    # A writeable copy: the kernel's signature asks for plain arrays, and inputs can be read-only views.
+    acc = np.full(n, np.nan) if accuracy_m is None else np.array(np.broadcast_to(accuracy_m, (n,)), np.float64)
     window_ms = seconds_to_ms(reorder_window_s, "reorder_window_s")
     if max_gap_s is not None:
         seconds_to_ms(max_gap_s, "max_gap_s")
-    reanchor = check_count(reanchor_after, "reanchor_after", 1, _MAX_REANCHOR)
+    reanchor = check_count(reanchor_after, "reanchor_after", 1, MAX_REANCHOR)
     if flush:
-        flush_before = _MAX_TS_MS
+        flush_before = MAX_TS_MS
     elif flush_before_ms is None:
         flush_before = NO_TS_MS
     else:
         flush_before = int(flush_before_ms)
-        if not NO_TS_MS < flush_before <= _MAX_TS_MS:
+        if not NO_TS_MS < flush_before <= MAX_TS_MS:
             raise ValueError(f"flush_before_ms must be an epoch ms above {NO_TS_MS}, got {flush_before_ms}")
     speed = check_positive(max_speed_mps, "max_speed_mps")
     if not isinstance(state, OrderingState):
         raise ValueError("state must be an OrderingState (see empty_ordering_state)")
     n_pend = state.pending_officer.shape[0]
-    if any(a.shape != state[0].shape for a in state[1:_N_PER]) or any(
-        a.shape != (n_pend,) for a in state[_N_PER:]
+    if any(a.shape != state[0].shape for a in state[1:N_PER]) or any(
+        a.shape != (n_pend,) for a in state[N_PER:]
     ):
         raise ValueError("state arrays have inconsistent lengths")
 
     n_need = int(officer.max()) + 1 if n else 0
-    per_officer = _per_officer(state, n_need, inplace)
+    per_officer = per_officer_arrays(state, n_need, inplace)
     n_officers = per_officer[0].shape[0]
     if n_officers <= 2 * n + 1024:
-        batch = _alloc(n, _FIX_DTYPES)
-        _group_by_officer(officer, ts, x, y, rows, n_officers, *batch)
+        batch = alloc(n, FIX_DTYPES)
+        _group_by_officer(officer, ts, x, y, rows, acc, n_officers, *batch)
     else:  # few fixes, many officers: a comparison sort beats a counting one
         perm = np.argsort(officer, kind="stable")
-        batch = tuple(a[perm] for a in (officer, ts, x, y, rows))
+        batch = tuple(a[perm] for a in (officer, ts, x, y, rows, acc))
 
     cap = n_pend + n
-    new_pend, rel, rej = _alloc(cap, _FIX_DTYPES), _alloc(cap, _REL_DTYPES), _alloc(cap, _REJ_DTYPES)
+    new_pend, rel, rej = alloc(cap, FIX_DTYPES), alloc(cap, REL_DTYPES), alloc(cap, REJ_DTYPES)
     n_new, n_rel, n_rej = _order_kernel(
         *per_officer,
-        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state[_N_PER:], _FIX_DTYPES)),
+        *(np.ascontiguousarray(a, dtype=d) for a, d in zip(state[N_PER:], FIX_DTYPES)),
         *batch,
         window_ms, speed, reanchor, flush_before,
         *new_pend, *rel, *rej,

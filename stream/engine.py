@@ -40,6 +40,12 @@ class RuleSettings:
     scaling: str = "adaptive"
     max_gap_intervals: float = 3.5  # adaptive gap limit: at least this many of the officer's intervals
     exit_grace_intervals: float = 2.5  # adaptive exit grace: at least this many of the officer's intervals
+    # Adaptive exit margin: at least this many times the fix's stated accuracy (default_accuracy_m when it
+    # states none), never below exit_margin_m nor above max_exit_margin_m (a fix that knows its place only
+    # to within hundreds of metres says nothing about leaving a 150 m cell).
+    exit_margin_accuracies: float = 0.5
+    default_accuracy_m: float = 10.0
+    max_exit_margin_m: float = 50.0
     min_patrol_s: float = 900.0
     max_speed_mps: float = 50.0
     reorder_window_s: float = 60.0
@@ -64,12 +70,17 @@ SCALINGS = ("adaptive", "fixed")
 
 
 class OfficerLimits:
-    """The gap limit and exit grace that apply to each fix, from the officer's reporting interval.
+    """The gap limit and exit grace that apply to each fix, from the officer's reporting interval, and the
+    exit margin, from the fix's stated accuracy.
 
-    Milliseconds throughout; with ``scaling="fixed"`` the fixed values whatever the interval.
+    Milliseconds and metres; with ``scaling="fixed"`` the fixed values whatever the evidence.
     """
 
     def __init__(self, rules: RuleSettings) -> None:
+        self.margin_m = rules.exit_margin_m
+        self.margin_accuracies = rules.exit_margin_accuracies
+        self.default_accuracy_m = rules.default_accuracy_m
+        self.max_margin_m = max(rules.max_exit_margin_m, rules.exit_margin_m)
         self.gap_ms = seconds_to_ms(rules.max_gap_s, "max_gap_s")
         self.grace_ms = seconds_to_ms(rules.exit_grace_s, "exit_grace_s")
         self.adaptive = rules.scaling == "adaptive"
@@ -80,6 +91,13 @@ class OfficerLimits:
         if not self.adaptive:
             return np.full(interval_ms.shape, self.gap_ms, np.int64)
         return np.maximum(self.gap_ms, np.round(interval_ms * self.gap_intervals).astype(np.int64))
+
+    def margin(self, accuracy_m: np.ndarray) -> float | np.ndarray:
+        """The exit margin of each fix, metres (one number when it is the same for every fix)."""
+        if not self.adaptive or self.margin_accuracies == 0:
+            return self.margin_m
+        stated = np.where(np.isnan(accuracy_m), self.default_accuracy_m, accuracy_m)
+        return np.clip(stated * self.margin_accuracies, self.margin_m, self.max_margin_m)
 
     def grace(self, interval_ms: np.ndarray) -> np.ndarray:
         if not self.adaptive:
@@ -145,11 +163,11 @@ class DwellEngine:
         x, y = self.hotspots.project(fixes.lon, fixes.lat)
         projected = np.isfinite(x) & np.isfinite(y)
         if projected.all():
-            return self._advance(fixes.officer, fixes.ts_ms, x, y, fixes.row, flush=False)
+            return self._advance(fixes.officer, fixes.ts_ms, x, y, fixes.row, flush=False, accuracy_m=fixes.accuracy_m)
         # Valid WGS84 that the metric CRS cannot represent: rejected, not
         # silently treated as "outside every hot spot".
         out = self._advance(fixes.officer[projected], fixes.ts_ms[projected], x[projected], y[projected],
-                            fixes.row[projected], flush=False)
+                            fixes.row[projected], flush=False, accuracy_m=fixes.accuracy_m[projected])
         bad = fixes.row[~projected]
         return StepResult(out.visits, Rejects.concat([
             out.rejects, Rejects(bad, np.full(bad.shape[0], reasons.OUTSIDE_CRS, np.int8))]))
@@ -225,6 +243,8 @@ class DwellEngine:
 
     def import_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace the state with arrays from :meth:`export_state`."""
+        if "ordering_pending_accuracy_m" not in arrays:  # saved before fixes carried their accuracy
+            arrays = dict(arrays, ordering_pending_accuracy_m=np.full(arrays["ordering_pending_row"].shape, np.nan))
         self._ordering = ordering.OrderingState(*(np.array(arrays["ordering_" + f])
                                                   for f in ordering.OrderingState._fields))
         self._visits = visit_kernels.VisitState(*(np.array(arrays["visits_" + f])
@@ -249,15 +269,16 @@ class DwellEngine:
         return Visits(s.officer[rows], s.hotspot[rows], s.start_ms[rows], s.last_in_ms[rows], s.n_fixes[rows], iv,
                       self.limits.gap(iv))
 
-    def _advance(self, officer, ts_ms, x, y, row, *, flush: bool, flush_before_ms: int | None = None) -> StepResult:
+    def _advance(self, officer, ts_ms, x, y, row, *, flush: bool, flush_before_ms: int | None = None,
+                 accuracy_m=None) -> StepResult:
         r = self.rules
         self._ordering, released, rejected = ordering.order_fixes(
             self._ordering, officer, ts_ms, x, y, row, reorder_window_s=r.reorder_window_s,
             max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, flush_before_ms=flush_before_ms,
-            inplace=True)
+            inplace=True, accuracy_m=accuracy_m)
         self._intervals, iv = report_interval.estimate_released(self._intervals, released)
-        pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(released.x_m, released.y_m,
-                                                                          margin_m=r.exit_margin_m)
+        pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(
+            released.x_m, released.y_m, margin_m=self.limits.margin(released.accuracy_m))
         # Released fixes and located pairs already have the shape the visit kernel needs: no re-checks.
         self._visits, closed, self.opened_rows = visit_kernels.advance_released(
             self._visits, released, pair_fix, pair_hotspot, pair_inside, fix_gap_ms=self.limits.gap(iv),

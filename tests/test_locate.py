@@ -90,6 +90,28 @@ def test_locate_matches_rtree_shapely_reference(seed, n, margin):
     assert_pairs_equal(locate_points(x, y, packed, margin, use_grid=False), want)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 40), top=st.sampled_from([10.0, 50.0, 90.0]))
+def test_a_margin_per_point_gives_each_point_its_own_margins_pairs(seed, n, top):
+    """Adaptive rules grow each fix's exit fence by its stated accuracy: one margin per point, on the grid
+    (every margin within its build margin) and on the tree (some beyond), point for point the pairs the
+    reference gives that point with that margin."""
+    geoms = random_geometries(seed, n)
+    packed = pack_polygons(geoms)
+    x, y = probe_points(seed, geoms)
+    margins = np.random.default_rng(seed).uniform(0.0, top, x.shape[0])
+    margins[::7] = 0.0
+    want_fix, want_hot, want_in = [], [], []
+    for i in range(x.shape[0]):
+        f, h, inside = locate_reference(x[i:i + 1], y[i:i + 1], geoms, float(margins[i]))
+        want_fix += [i] * len(f)
+        want_hot += list(h)
+        want_in += list(inside)
+    want = (np.array(want_fix, np.int64), np.array(want_hot, np.int64), np.array(want_in, bool))
+    assert_pairs_equal(locate_points(x, y, packed, margins), want)
+    assert_pairs_equal(locate_points(x, y, packed, margins, use_grid=False), want)
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(0, 60), margin=st.sampled_from([0.0, 30.0, 120.0]))
 def test_coarse_step_matches_rtree_package(seed, n, margin):
@@ -181,6 +203,9 @@ def test_large_margin_falls_back_to_tree_and_stays_exact():
     (np.zeros(2), np.zeros(2), -1.0, "margin_m"),
     (np.zeros(2), np.zeros(2), float("nan"), "margin_m"),
     (["a"], ["b"], 0.0, "numeric"),
+    (np.zeros(2), np.zeros(2), np.zeros(3), "one per point"),
+    (np.zeros(2), np.zeros(2), np.array([1.0, np.nan]), "finite"),
+    (np.zeros(2), np.zeros(2), np.array([1.0, -2.0]), "finite"),
 ])
 def test_wrapper_rejects_bad_input(x, y, margin, message):
     packed = pack_polygons([shapely.box(0, 0, 10, 10)])

@@ -440,3 +440,19 @@ def test_bad_input_raises_value_error(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         order_fixes(empty_ordering_state(), **args)
+
+
+@settings(max_examples=100, deadline=None)
+@given(stream=fix_streams(), params=ORDER_PARAMS, data=st.data())
+def test_each_fix_keeps_its_stated_accuracy_through_the_buffer(stream, params, data):
+    """The exit margin follows a fix's stated accuracy, so the buffer carries it to the fix's release."""
+    o, t, x, y, r = stream
+    acc = np.where(r % 3 == 0, np.nan, (r % 50).astype(np.float64))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(o)), max_size=4)))
+    bounds = [0, *cuts, len(o)]
+    state = empty_ordering_state()
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        state, rel, _ = order_fixes(state, o[a:b], t[a:b], x[a:b], y[a:b], r[a:b], accuracy_m=acc[a:b],
+                                    flush=k == len(bounds) - 2, **params)
+        want = np.where(rel.row % 3 == 0, np.nan, (rel.row % 50).astype(np.float64))
+        np.testing.assert_array_equal(rel.accuracy_m, want)

@@ -94,6 +94,15 @@ def adaptive_limits(rules, interval_ms: int) -> tuple[int, int]:
             max(grace, round(interval_ms * rules.exit_grace_intervals)))
 
 
+def adaptive_margin(rules, accuracy_m: float | None) -> float:
+    """The exit margin, metres, of a fix that states ``accuracy_m`` (None: states none)."""
+    if rules.scaling == "fixed" or rules.exit_margin_accuracies == 0:
+        return rules.exit_margin_m
+    stated = rules.default_accuracy_m if accuracy_m is None else accuracy_m
+    return min(max(stated * rules.exit_margin_accuracies, rules.exit_margin_m),
+               max(rules.max_exit_margin_m, rules.exit_margin_m))
+
+
 def replay_reference(path, hotspots, rules, schedule=None):
     """Visits, rejects and hot spot-day rows, computed the slow, plain way."""
     rows, rejects = read_reference(path)
@@ -111,8 +120,10 @@ def replay_reference(path, hotspots, rules, schedule=None):
     released += rel
     rejects.update({r: reason for r, reason in rej})
 
+    # The files here state no accuracy: every fix gets the margin of the default accuracy.
+    margin = adaptive_margin(rules, None)
     fix, hot, inside = locate_reference([r[2] for r in released], [r[3] for r in released],
-                                        hotspots.geometries_metric, rules.exit_margin_m)
+                                        hotspots.geometries_metric, margin)
     pairs: dict[int, dict[int, bool]] = {}
     for f, h, i in zip(fix, hot, inside):
         pairs.setdefault(int(f), {})[int(h)] = bool(i)
