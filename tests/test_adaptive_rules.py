@@ -36,19 +36,19 @@ def test_a_slow_radio_s_dropped_reports_do_not_split_its_patrol():
     assert len(fixed) == 2  # 210 s > max_gap_s 180: silence is not presence, at a fixed limit
     [visit] = adaptive
     assert visit[4] == 20  # every inside fix in one visit
-    # It closed (at the end) under the officer's own limit: 3.5 x 70 s, from the interval estimate.
-    assert (visit[5], visit[6]) == (70_000, 245_000)
+    # It closed (at the end) under the officer's own limit: 4 x 70 s, from the interval estimate.
+    assert (visit[5], visit[6]) == (70_000, 280_000)
 
 
 def test_silence_is_still_not_presence_for_a_slow_radio():
-    # Five reports lost at 70 s: 420 s is beyond 3.5 intervals, and the visit ends.
+    # Five reports lost at 70 s: 420 s is beyond 4 intervals, and the visit ends.
     assert len(run(RuleSettings(), radio(70, 25, dropped=(10, 11, 12, 13, 14)))) == 2
 
 
 def test_a_fast_radio_keeps_the_fixed_limits():
     limits = OfficerLimits(RuleSettings())
     iv = np.array([0, 5_000, 30_000, 51_000, 60_000, 120_000])
-    assert limits.gap(iv).tolist() == [180_000, 180_000, 180_000, 180_000, 210_000, 420_000]
+    assert limits.gap(iv).tolist() == [180_000, 180_000, 180_000, 204_000, 240_000, 480_000]
     assert limits.grace(iv).tolist() == [120_000, 120_000, 120_000, 127_500, 150_000, 300_000]
     fixed = OfficerLimits(RuleSettings(scaling="fixed"))
     assert fixed.gap(iv).tolist() == [180_000] * 6 and fixed.grace(iv).tolist() == [120_000] * 6

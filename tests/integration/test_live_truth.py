@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 DAY = dt.date(2024, 3, 30)
 PARTITIONS = 4
 # The rules of the issue that found the fault (issue 16), fixed for every radio: with adaptive rules a
-# 60 s radio's gap limit is 210 s, and the bound below would be its limit plus a minute.
+# 60 s radio's gap limit is 240 s, and the bound below would be its limit plus a minute.
 RULE_FLAGS = ["--max-gap-s", "120", "--exit-margin-m", "0", "--exit-grace-s", "0", "--visit-bounds", "fixes",
               "--rules", "fixed"]
 RULES = RuleSettings(max_gap_s=120, exit_margin_m=0, exit_grace_s=0, visit_bounds="fixes", scaling="fixed")
