@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kernels import reasons
+from kernels._checks import check_count
 
 # "No timestamp yet". Input times must stay well inside int64 (see check_ts).
 NO_TS_MS = np.iinfo(np.int64).min
@@ -20,6 +21,8 @@ REJECT_LATE = reasons.LATE
 REJECT_SPEED = reasons.IMPOSSIBLE_SPEED
 REJECT_REASONS = {REJECT_DUPLICATE: "duplicate", REJECT_LATE: "late",
                   REJECT_SPEED: "impossible_speed"}
+
+MAX_OFFICERS = np.iinfo(np.int32).max - 1  # officer codes are int32
 
 # OrderingState's per-officer fields (released_ts_ms ... rejected_y_m).
 OFFICER_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64, np.int8, np.float64, np.float64)
@@ -108,9 +111,7 @@ class RejectedFixes(NamedTuple):
 
 def empty_ordering_state(n_officers: int = 0) -> OrderingState:
     """A state with room for ``n_officers`` officers and nothing pending."""
-    n = int(n_officers)
-    if n < 0:
-        raise ValueError(f"n_officers must be >= 0, got {n}")
+    n = check_count(n_officers, "n_officers", 0, MAX_OFFICERS)
     per_officer = (np.full(n, v, d) for v, d in zip(OFFICER_FILL, OFFICER_DTYPES))
     return OrderingState(*per_officer, *alloc(0, FIX_DTYPES))
 

@@ -20,9 +20,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from kernels._checks import as_1d, check_codes
+from kernels._checks import as_1d, check_codes, check_count
 from kernels._config import JIT_OPTIONS
 from kernels.ordering import NO_TS_MS
+from kernels.ordering_state import MAX_OFFICERS
 
 GAP_WINDOW = 9  # gaps kept per officer: the median of nine ignores four odd ones
 MIN_GAPS = 3  # fewer known gaps than this: no estimate yet (0)
@@ -44,9 +45,7 @@ class IntervalState(NamedTuple):
 
 def empty_interval_state(n_officers: int = 0) -> IntervalState:
     """No gaps known for ``n_officers`` officers."""
-    n = int(n_officers)
-    if n < 0:
-        raise ValueError(f"n_officers must be >= 0, got {n}")
+    n = check_count(n_officers, "n_officers", 0, MAX_OFFICERS)
     return IntervalState(np.zeros((n, GAP_WINDOW), np.int32), np.zeros(n, np.int32))
 
 
