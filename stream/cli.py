@@ -17,8 +17,9 @@ RULE_FLAGS = {
     "max_speed_mps": "speed since the last accepted fix above which a fix is rejected",
     "reorder_window_s": "seconds within which out-of-order fixes are put back in order",
     "max_gap_intervals": "adaptive rules: the gap limit is at least this many of the officer's reporting intervals",
-    "exit_grace_intervals": "adaptive rules: the exit grace is at least this many of the officer's intervals",
-    "exit_margin_accuracies": "adaptive rules: a fix's exit margin is at least this many times its stated accuracy",
+    "exit_grace_intervals": "adaptive rules: the exit grace is this many of the officer's intervals",
+    "max_exit_grace_s": "adaptive rules: the longest exit grace the interval can give, seconds",
+    "exit_margin_accuracies": "adaptive rules: a fix's exit margin is this many times its stated accuracy",
     "default_accuracy_m": "adaptive rules: the accuracy of a fix that states none, metres",
     "max_exit_margin_m": "adaptive rules: the largest exit margin a stated accuracy can give, metres",
 }

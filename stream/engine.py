@@ -34,18 +34,25 @@ class RuleSettings:
     max_gap_s: float = 180.0
     exit_margin_m: float = 10.0
     exit_grace_s: float = 120.0
-    # "adaptive": each officer's gap limit and exit grace grow with his own reporting interval (the
-    # median of his last nine gaps, kernels/report_interval.py), never below the fixed values above;
-    # "fixed": the values above for every radio.
+    # "adaptive": each officer's gap limit and exit grace follow his own reporting interval (the median of
+    # his last nine gaps, kernels/report_interval.py) and each fix's exit margin its stated accuracy;
+    # "fixed": the three values above for every radio and fix.
     scaling: str = "adaptive"
-    # Adaptive gap limit: at least this many of the officer's intervals (the grid study: the best gap is
-    # about four intervals; at 120 s anything under 420 s splits patrols at two lost reports).
+    # The numbers below come from the grid study (benchmarks/results/accuracy-grid-study): over reporting
+    # every 10-120 s with 5-50 m of error they stay within about half a point of the best fixed setting of
+    # each condition. Adaptive gap limit: at least this many of the officer's intervals, never below
+    # max_gap_s (at 120 s anything under 420 s splits patrols at two lost reports).
     max_gap_intervals: float = 4.0
-    exit_grace_intervals: float = 2.5  # adaptive exit grace: at least this many of the officer's intervals
-    # Adaptive exit margin: at least this many times the fix's stated accuracy (default_accuracy_m when it
-    # states none), never below exit_margin_m nor above max_exit_margin_m (a fix that knows its place only
-    # to within hundreds of metres says nothing about leaving a 150 m cell).
-    exit_margin_accuracies: float = 0.5
+    # Adaptive exit grace: this many of the officer's intervals (about five outside fixes forgiven, the
+    # half interval keeps it off the knife edge of whole intervals), at most max_exit_grace_s (more only
+    # adds false patrols at slow radios); exit_grace_s until his interval is known.
+    exit_grace_intervals: float = 5.5
+    max_exit_grace_s: float = 390.0
+    # Adaptive exit margin: this many times the fix's stated accuracy (default_accuracy_m when it states
+    # none), at most max_exit_margin_m. 0 by default: with 150 m hot spots that touch, a margin that grows
+    # with the error keeps stray visits open in the neighbouring cell, and the grace buys the same recall
+    # with fewer false patrols.
+    exit_margin_accuracies: float = 0.0
     default_accuracy_m: float = 10.0
     max_exit_margin_m: float = 50.0
     min_patrol_s: float = 900.0
@@ -82,9 +89,10 @@ class OfficerLimits:
         self.margin_m = rules.exit_margin_m
         self.margin_accuracies = rules.exit_margin_accuracies
         self.default_accuracy_m = rules.default_accuracy_m
-        self.max_margin_m = max(rules.max_exit_margin_m, rules.exit_margin_m)
+        self.max_margin_m = rules.max_exit_margin_m
         self.gap_ms = seconds_to_ms(rules.max_gap_s, "max_gap_s")
         self.grace_ms = seconds_to_ms(rules.exit_grace_s, "exit_grace_s")
+        self.max_grace_ms = seconds_to_ms(rules.max_exit_grace_s, "max_exit_grace_s")
         self.adaptive = rules.scaling == "adaptive"
         self.gap_intervals = rules.max_gap_intervals
         self.grace_intervals = rules.exit_grace_intervals
@@ -96,15 +104,19 @@ class OfficerLimits:
 
     def margin(self, accuracy_m: np.ndarray) -> float | np.ndarray:
         """The exit margin of each fix, metres (one number when it is the same for every fix)."""
-        if not self.adaptive or self.margin_accuracies == 0:
+        if not self.adaptive:
             return self.margin_m
+        if self.margin_accuracies == 0:
+            return 0.0
         stated = np.where(np.isnan(accuracy_m), self.default_accuracy_m, accuracy_m)
-        return np.clip(stated * self.margin_accuracies, self.margin_m, self.max_margin_m)
+        return np.minimum(stated * self.margin_accuracies, self.max_margin_m)
 
     def grace(self, interval_ms: np.ndarray) -> np.ndarray:
+        """Interval 0 (not yet known): the fixed grace."""
         if not self.adaptive:
             return np.full(interval_ms.shape, self.grace_ms, np.int64)
-        return np.maximum(self.grace_ms, np.round(interval_ms * self.grace_intervals).astype(np.int64))
+        scaled = np.minimum(self.max_grace_ms, np.round(interval_ms * self.grace_intervals).astype(np.int64))
+        return np.where(interval_ms > 0, scaled, self.grace_ms)
 
 
 class Visits(NamedTuple):

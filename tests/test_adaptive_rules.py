@@ -45,20 +45,24 @@ def test_silence_is_still_not_presence_for_a_slow_radio():
     assert len(run(RuleSettings(), radio(70, 25, dropped=(10, 11, 12, 13, 14)))) == 2
 
 
-def test_a_fast_radio_keeps_the_fixed_limits():
+def test_the_limits_follow_the_interval_within_their_bounds():
     limits = OfficerLimits(RuleSettings())
     iv = np.array([0, 5_000, 30_000, 51_000, 60_000, 120_000])
+    # A fast radio keeps the fixed gap; a slow one gets four intervals.
     assert limits.gap(iv).tolist() == [180_000, 180_000, 180_000, 204_000, 240_000, 480_000]
-    assert limits.grace(iv).tolist() == [120_000, 120_000, 120_000, 127_500, 150_000, 300_000]
+    # 5.5 intervals, at most 390 s; the fixed 120 s while the interval is unknown (0).
+    assert limits.grace(iv).tolist() == [120_000, 27_500, 165_000, 280_500, 330_000, 390_000]
     fixed = OfficerLimits(RuleSettings(scaling="fixed"))
     assert fixed.gap(iv).tolist() == [180_000] * 6 and fixed.grace(iv).tolist() == [120_000] * 6
 
 
 def test_a_fix_that_states_a_wide_error_does_not_end_a_visit():
-    # A fix 18 m outside: beyond the 10 m margin unless it says it is only good to 40 m (margin 20 m).
+    # A fix 18 m outside: beyond the 5 m margin of the default 10 m accuracy at half an accuracy, unless it
+    # says it is only good to 40 m (margin 20 m).
     fixes = radio(30, 10) + [(T0 + 10 * 30_000, JUST_OUTSIDE_A), (T0 + 11 * 30_000, JUST_OUTSIDE_A)] \
         + radio(30, 10, start=T0 + 12 * 30_000)
-    rules = RuleSettings(exit_grace_s=0, exit_grace_intervals=0)  # the first fix outside the buffer ends a visit
+    # No grace: the first fix outside the buffer ends a visit.
+    rules = RuleSettings(exit_grace_s=0, exit_grace_intervals=0, exit_margin_accuracies=0.5)
     assert len(run(rules, fixes)) == 2
     acc = np.full(len(fixes), np.nan)
     acc[10:12] = 40.0
@@ -67,7 +71,8 @@ def test_a_fix_that_states_a_wide_error_does_not_end_a_visit():
 
 
 def test_the_margin_follows_accuracy_within_its_bounds():
-    limits = OfficerLimits(RuleSettings())
     acc = np.array([np.nan, 5.0, 15.0, 30.0, 50.0, 400.0])
-    assert limits.margin(acc).tolist() == [10.0, 10.0, 10.0, 15.0, 25.0, 50.0]
-    assert OfficerLimits(RuleSettings(scaling="fixed")).margin(acc) == 10.0
+    assert OfficerLimits(RuleSettings()).margin(acc) == 0.0  # the default: no margin, the grace does it
+    limits = OfficerLimits(RuleSettings(exit_margin_accuracies=0.5))
+    assert limits.margin(acc).tolist() == [5.0, 2.5, 7.5, 15.0, 25.0, 50.0]
+    assert OfficerLimits(RuleSettings(scaling="fixed", exit_margin_accuracies=0.5)).margin(acc) == 10.0

@@ -90,17 +90,17 @@ def adaptive_limits(rules, interval_ms: int) -> tuple[int, int]:
     gap, grace = to_ms(rules.max_gap_s), to_ms(rules.exit_grace_s)
     if rules.scaling == "fixed":
         return gap, grace
-    return (max(gap, round(interval_ms * rules.max_gap_intervals)),
-            max(grace, round(interval_ms * rules.exit_grace_intervals)))
+    if interval_ms > 0:  # an unknown interval keeps the fixed grace
+        grace = min(to_ms(rules.max_exit_grace_s), round(interval_ms * rules.exit_grace_intervals))
+    return max(gap, round(interval_ms * rules.max_gap_intervals)), grace
 
 
 def adaptive_margin(rules, accuracy_m: float | None) -> float:
     """The exit margin, metres, of a fix that states ``accuracy_m`` (None: states none)."""
-    if rules.scaling == "fixed" or rules.exit_margin_accuracies == 0:
+    if rules.scaling == "fixed":
         return rules.exit_margin_m
     stated = rules.default_accuracy_m if accuracy_m is None else accuracy_m
-    return min(max(stated * rules.exit_margin_accuracies, rules.exit_margin_m),
-               max(rules.max_exit_margin_m, rules.exit_margin_m))
+    return min(stated * rules.exit_margin_accuracies, rules.max_exit_margin_m)
 
 
 def replay_reference(path, hotspots, rules, schedule=None):
