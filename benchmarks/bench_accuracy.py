@@ -16,7 +16,13 @@ the runners-up are then scored at 10 s and 60 s reporting and at 5 m and
 
     .venv/bin/python benchmarks/bench_accuracy.py [--days 10] [--officers 30]
 
-Writes benchmarks/results/accuracy.json and accuracy.png.
+Writes benchmarks/results/accuracy.json and accuracy.png. With ``--grid``,
+the adaptive defaults against the best fixed setting over a grid of radio
+conditions instead (benchmarks/accuracy_grid.py):
+
+    .venv/bin/python benchmarks/bench_accuracy.py --grid [--days 5] [--officers 30] [--procs 2]
+
+which writes benchmarks/results/accuracy-grid.json and accuracy-grid.png.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import os
 import platform
 import sys
 import time
@@ -34,6 +41,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if "--grid" in sys.argv[1:]:
+    # The grid runs one single-threaded worker per process: numba reads these when it is first imported.
+    os.environ.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
 
 import geo
 from stream.accuracy import AccuracyScore, reported_visits, score, true_visits
@@ -53,7 +63,15 @@ RECALL_TIE = 0.0025  # about 4 of the ~1,500 long visits of 10 days
 # Judgement, not measurement: at most 1 reported patrol in 40 may be false
 # at the base condition before robustness across conditions decides.
 FALSE_SHARE_MAX = 0.025
-CURRENT = RuleSettings()
+
+
+def fixed_rules(**settings) -> RuleSettings:
+    """A fixed setting: the sweep is over the fixed thresholds, the same for every radio (the adaptive
+    defaults are measured by the grid mode)."""
+    return RuleSettings(scaling="fixed", **settings)
+
+
+CURRENT = fixed_rules()
 BASE = {"interval_s": 30.0, "error_m": 15.0, "drop_share": 0.05}
 OTHER_CONDITIONS = [
     {"interval_s": 10.0, "error_m": 15.0, "drop_share": 0.05},
@@ -137,10 +155,21 @@ def run_rules(hs, days, rules: RuleSettings, interval_s: float, **extra) -> dict
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--days", type=int, default=None, help="seeded days (default 10; 5 with --grid)")
     ap.add_argument("--officers", type=int, default=30)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--grid", action="store_true",
+                    help="adaptive defaults vs the best fixed setting per radio condition (accuracy_grid.py)")
+    ap.add_argument("--procs", type=int, default=2, help="worker processes of --grid")
     args = ap.parse_args(argv)
+    if args.grid:
+        from benchmarks import accuracy_grid
+
+        accuracy_grid.run(days=5 if args.days is None else args.days, officers=args.officers, procs=args.procs,
+                          out=args.out)
+        return 0
+    if args.days is None:
+        args.days = 10
     started = time.perf_counter()
     hs = geo.load_hotspots(geo.NOTTINGHAM_HOTSPOTS_PATH)
 
@@ -148,29 +177,29 @@ def main(argv=None) -> int:
     combos = list(itertools.product(BOUNDS, MARGINS_M, GRACES_S, GAPS_S))
     rows = []
     for k, (b, m, g, gap) in enumerate(combos):
-        rows.append(run_rules(hs, base_days, RuleSettings(exit_margin_m=m, exit_grace_s=g, max_gap_s=gap,
+        rows.append(run_rules(hs, base_days, fixed_rules(exit_margin_m=m, exit_grace_s=g, max_gap_s=gap,
                                                           visit_bounds=b), BASE["interval_s"]))
         print(f"\rsweep {k + 1}/{len(combos)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     rows = rank(rows)
-    chosen = RuleSettings(**rows[0]["rules"])
+    chosen = fixed_rules(**rows[0]["rules"])
     print("30 s / 15 m / 5% drops; errors are reported - true, seconds")
     print(HEADER)
     best_fixes = next(r for r in rows if r["rules"]["visit_bounds"] == "fixes")
-    for row in rows[:12] + [best_fixes] + [r for r in rows if RuleSettings(**r["rules"]) == CURRENT]:
+    for row in rows[:12] + [best_fixes] + [r for r in rows if fixed_rules(**r["rules"]) == CURRENT]:
         print(fmt_row(row))
 
     # The recommendation, its gap variants, the next distinct (margin, grace)
     # pairs, the best with first/last-fix bounds and the current defaults
     # under the other conditions.
     same = dict(exit_margin_m=chosen.exit_margin_m, exit_grace_s=chosen.exit_grace_s, visit_bounds=chosen.visit_bounds)
-    contenders = [chosen] + [RuleSettings(max_gap_s=g, **same) for g in GAPS_S if g != chosen.max_gap_s]
+    contenders = [chosen] + [fixed_rules(max_gap_s=g, **same) for g in GAPS_S if g != chosen.max_gap_s]
     for r in rows:
-        rs = RuleSettings(**r["rules"])
+        rs = fixed_rules(**r["rules"])
         if (len(contenders) < len(GAPS_S) + 3 and rs.max_gap_s == chosen.max_gap_s
                 and rs.visit_bounds == chosen.visit_bounds and rs not in contenders):
             contenders.append(rs)
-    for extra in (RuleSettings(**best_fixes["rules"]), CURRENT):
+    for extra in (fixed_rules(**best_fixes["rules"]), CURRENT):
         if extra not in contenders:
             contenders.append(extra)
     other = []
@@ -185,11 +214,11 @@ def main(argv=None) -> int:
     # The best at 30 s / 15 m alone may be fragile elsewhere in the field range
     # (5-60 s, 5-30 m): recommend, among the contenders eligible at the base
     # condition with few false patrols, the best mean recall over all five.
-    base_row = {RuleSettings(**r["rules"]): r for r in rows}
+    base_row = {fixed_rules(**r["rules"]): r for r in rows}
     eligible = rows[0]["score"]["recall"] - RECALL_TIE
 
     def robustness(rules: RuleSettings) -> float:
-        scores = [base_row[rules]["score"]] + [o["score"] for o in other if RuleSettings(**o["rules"]) == rules]
+        scores = [base_row[rules]["score"]] + [o["score"] for o in other if fixed_rules(**o["rules"]) == rules]
         return float(np.mean([sc["recall"] for sc in scores]))
 
     ok = [c for c in contenders if base_row[c]["score"]["recall"] >= min(eligible, TARGET_RECALL)
@@ -200,7 +229,7 @@ def main(argv=None) -> int:
           + ", ".join(f"{rules_key(c)} {robustness(c):.4f}" for c in contenders))
 
     errors = {}
-    fixes_rules = RuleSettings(**best_fixes["rules"])
+    fixes_rules = fixed_rules(**best_fixes["rules"])
     for name, rules in (("chosen", chosen), ("best first/last-fix", fixes_rules)):
         pooled, _ = score_rules(hs, base_days, rules, BASE["interval_s"])
         errors[name] = {"start_err_s": pooled.start_err_s.round(3).tolist(),
