@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from stream.engine import RuleSettings
 from benchmarks.accuracy_grid import CELLS, COUNT_FIELDS, FIXED_SETTINGS, best_under, compare_cell, recall_and_false
 
 N_TRUE = 1000  # long true visits: 1 visit = 0.1 point
@@ -105,3 +109,11 @@ def test_cells_are_the_study_cells():
         ("radio", 60.0, 30.0, 0, "radio"), ("app", 10.0, 5.0, 2000, "app")]
     assert CELLS["120s_50m"] == [{"name": "all", "interval_s": 120.0, "error_m": 50.0, "officers": None,
                                   "seed_offset": 0, "prefix": None}]
+
+
+def test_the_published_grid_is_for_the_current_defaults():
+    # The README quotes benchmarks/results/accuracy-grid.json: a change of the adaptive defaults must come
+    # with a new run of the grid.
+    result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/accuracy-grid.json").read_text())
+    assert result["defaults"] == json.loads(json.dumps(dataclasses.asdict(RuleSettings())))
+    assert set(result["records"]) == set(CELLS)
