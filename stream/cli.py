@@ -22,6 +22,13 @@ RULE_FLAGS = {
     "exit_margin_accuracies": "adaptive rules: a fix's exit margin is this many times its stated accuracy",
     "default_accuracy_m": "adaptive rules: the accuracy of a fix that states none, metres",
     "max_exit_margin_m": "adaptive rules: the largest exit margin a stated accuracy can give, metres",
+    "stay_min_fixes": "adaptive rules: this many fixes in a row about one place are judged at their centroid "
+                      "(0: off)",
+    "stay_radius_accuracies": "adaptive rules: a stay's fixes lie within this many times their stated accuracy "
+                              "of its centroid",
+    "stay_max_misses": "adaptive rules: stray fixes in a row a stay forgives",
+    "walking_speed_mps": "adaptive rules: stays are looked for only where a walker would leave a stay's radius "
+                         "between two reports",
 }
 
 
@@ -41,7 +48,7 @@ def _add_rule_flags(p: argparse.ArgumentParser) -> None:
     defaults = RuleSettings()
     g = p.add_argument_group("rules")
     for name, help_text in RULE_FLAGS.items():
-        g.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
+        g.add_argument("--" + name.replace("_", "-"), type=type(getattr(defaults, name)), default=getattr(defaults, name),
                        help=f"{help_text} (default %(default)s)")
     g.add_argument("--visit-bounds", choices=("midpoint", "fixes"), default=defaults.visit_bounds,
                    help="where a visit starts and ends: midway to the fixes before and after it (the unbiased "
@@ -309,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--" + name.replace("_", "-"), help=help_text)
     g = p.add_argument_group("rules")
     for name in RULE_FLAGS:
-        g.add_argument("--" + name.replace("_", "-"), type=float)
+        g.add_argument("--" + name.replace("_", "-"), type=type(getattr(RuleSettings(), name)))
     g.add_argument("--visit-bounds", choices=("midpoint", "fixes"))
     g.add_argument("--rules", dest="scaling", choices=SCALINGS)
     g.add_argument("--day-start")

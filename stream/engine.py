@@ -2,121 +2,27 @@
 
 The file replay and the Kafka stream both drive this class, so they give the
 same visits on the same input. One batch is: project -> order (reorder
-buffer, duplicates, late, impossible speed) -> locate against the hot spots
-grown by the exit margin -> advance every officer's visit state. Every step
-is a kernel over arrays; nothing here loops per fix.
+buffer, duplicates, late, impossible speed) -> estimate each officer's
+reporting interval -> (adaptive rules) gather stay points, holding a stay's
+fixes until it ends -> locate against the hot spots grown by the exit margin
+-> advance every officer's visit state. Every step is a kernel over arrays;
+nothing here loops per fix. The live view (open visits, visits opened)
+releases held stays on copies, so it is what a replay of the fixes so far
+gives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
 
 from geo.hotspots import HotspotSet
-from kernels import ordering, reasons, report_interval
+from kernels import ordering, reasons, report_interval, stays
 from kernels import visits as visit_kernels
 from kernels._checks import seconds_to_ms
 from stream.fixes import FixColumns, Rejects
-
-
-@dataclass(frozen=True)
-class RuleSettings:
-    """Every threshold of the dwell rules, with its unit in its name.
-
-    The defaults follow the field numbers in the design (radios report every
-    5-60 s with 5-30 m of error in streets; a patrol is 15 minutes); margin
-    and grace were chosen against simulated ground truth by
-    benchmarks/bench_accuracy.py.
-    """
-
-    max_gap_s: float = 180.0
-    exit_margin_m: float = 10.0
-    exit_grace_s: float = 120.0
-    # "adaptive": each officer's gap limit and exit grace follow his own reporting interval (the median of
-    # his last nine gaps, kernels/report_interval.py) and each fix's exit margin its stated accuracy;
-    # "fixed": the three values above for every radio and fix.
-    scaling: str = "adaptive"
-    # The numbers below come from the grid study (benchmarks/results/accuracy-grid-study): over reporting
-    # every 10-120 s with 5-50 m of error they stay within about half a point of the best fixed setting of
-    # each condition. Adaptive gap limit: at least this many of the officer's intervals, never below
-    # max_gap_s (at 120 s anything under 420 s splits patrols at two lost reports).
-    max_gap_intervals: float = 4.0
-    # Adaptive exit grace: this many of the officer's intervals (about five outside fixes forgiven, the
-    # half interval keeps it off the knife edge of whole intervals), at most max_exit_grace_s (more only
-    # adds false patrols at slow radios); exit_grace_s until his interval is known.
-    exit_grace_intervals: float = 5.5
-    max_exit_grace_s: float = 390.0
-    # Adaptive exit margin: this many times the fix's stated accuracy (default_accuracy_m when it states
-    # none), at most max_exit_margin_m. 0 by default: with 150 m hot spots that touch, a margin that grows
-    # with the error keeps stray visits open in the neighbouring cell, and the grace buys the same recall
-    # with fewer false patrols.
-    exit_margin_accuracies: float = 0.0
-    default_accuracy_m: float = 10.0
-    max_exit_margin_m: float = 50.0
-    min_patrol_s: float = 900.0
-    max_speed_mps: float = 50.0
-    reorder_window_s: float = 60.0
-    visit_bounds: str = "midpoint"
-    day_start: str = "06:00"
-    timezone: str = "Europe/London"
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, float) and not (np.isfinite(v) and v >= 0):
-                raise ValueError(f"{f.name} must be a finite number >= 0, got {v}")
-        if self.max_speed_mps <= 0:
-            raise ValueError("max_speed_mps must be > 0")
-        if self.visit_bounds not in visit_kernels.BOUNDS:
-            raise ValueError(f"visit_bounds must be one of {visit_kernels.BOUNDS}, got {self.visit_bounds!r}")
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
-
-
-SCALINGS = ("adaptive", "fixed")
-
-
-class OfficerLimits:
-    """The gap limit and exit grace that apply to each fix, from the officer's reporting interval, and the
-    exit margin, from the fix's stated accuracy.
-
-    Milliseconds and metres; with ``scaling="fixed"`` the fixed values whatever the evidence.
-    """
-
-    def __init__(self, rules: RuleSettings) -> None:
-        self.margin_m = rules.exit_margin_m
-        self.margin_accuracies = rules.exit_margin_accuracies
-        self.default_accuracy_m = rules.default_accuracy_m
-        self.max_margin_m = rules.max_exit_margin_m
-        self.gap_ms = seconds_to_ms(rules.max_gap_s, "max_gap_s")
-        self.grace_ms = seconds_to_ms(rules.exit_grace_s, "exit_grace_s")
-        self.max_grace_ms = seconds_to_ms(rules.max_exit_grace_s, "max_exit_grace_s")
-        self.adaptive = rules.scaling == "adaptive"
-        self.gap_intervals = rules.max_gap_intervals
-        self.grace_intervals = rules.exit_grace_intervals
-
-    def gap(self, interval_ms: np.ndarray) -> np.ndarray:
-        if not self.adaptive:
-            return np.full(interval_ms.shape, self.gap_ms, np.int64)
-        return np.maximum(self.gap_ms, np.round(interval_ms * self.gap_intervals).astype(np.int64))
-
-    def margin(self, accuracy_m: np.ndarray) -> float | np.ndarray:
-        """The exit margin of each fix, metres (one number when it is the same for every fix)."""
-        if not self.adaptive:
-            return self.margin_m
-        if self.margin_accuracies == 0:
-            return 0.0
-        stated = np.where(np.isnan(accuracy_m), self.default_accuracy_m, accuracy_m)
-        return np.minimum(stated * self.margin_accuracies, self.max_margin_m)
-
-    def grace(self, interval_ms: np.ndarray) -> np.ndarray:
-        """Interval 0 (not yet known): the fixed grace."""
-        if not self.adaptive:
-            return np.full(interval_ms.shape, self.grace_ms, np.int64)
-        scaled = np.minimum(self.max_grace_ms, np.round(interval_ms * self.grace_intervals).astype(np.int64))
-        return np.where(interval_ms > 0, scaled, self.grace_ms)
+from stream.rules import SCALINGS, OfficerLimits, RuleSettings  # noqa: F401 - re-exported
 
 
 class Visits(NamedTuple):
@@ -146,6 +52,12 @@ class Visits(NamedTuple):
         return Visits(*(a[order] for a in self))
 
 
+# No new fixes, for a call that only releases what stays hold.
+_NO_FIXES = tuple(np.empty(0, d) for d in (np.int32, np.int64, np.float64, np.float64, np.float64, np.float64,
+                                           np.int64))
+_NOTHING_SHOWN = (np.empty(0, np.int64), np.empty(0, np.int64))
+
+
 class StepResult(NamedTuple):
     visits: Visits  # visits that closed in this step
     rejects: Rejects  # fixes dropped by the ordering rules
@@ -168,7 +80,9 @@ class DwellEngine:
         self._ordering = ordering.empty_ordering_state()
         self._intervals = report_interval.empty_interval_state()
         self._visits = visit_kernels.empty_visit_state()
+        self._stays = stays.empty_stay_state()
         self.opened_rows = np.empty(0, np.int64)  # rows of open_visits() that the last step opened
+        self._shown = _NOTHING_SHOWN  # (officer << 32 | hot spot, start) of the visits last announced open
         self.limits = OfficerLimits(rules)
         self._midpoint = rules.visit_bounds == "midpoint"
 
@@ -187,12 +101,13 @@ class DwellEngine:
             out.rejects, Rejects(bad, np.full(bad.shape[0], reasons.OUTSIDE_CRS, np.int8))]))
 
     def finish(self) -> StepResult:
-        """End of input: release the reorder buffer and close every open visit."""
+        """End of input: release the reorder buffer and the stays and close every open visit."""
         result = self.release_pending()
+        held = self._release_stays(self._stays.officer)
         last = self._close(self._visits)
         self._visits = visit_kernels.empty_visit_state()
         self.opened_rows = np.empty(0, np.int64)
-        return StepResult(Visits.concat([result.visits, last]), result.rejects)
+        return StepResult(Visits.concat([result.visits, held, last]), result.rejects)
 
     def officer_intervals(self, officer: np.ndarray) -> np.ndarray:
         """The officers' reporting-interval estimates now (int64 ms, 0: unknown)."""
@@ -222,6 +137,8 @@ class DwellEngine:
         e = np.empty(0, np.int64)
         f = np.empty(0, np.float64)
         released = self._advance(e, e, f, f, e, flush=False, flush_before_ms=watermark_ms - self.limits.gap_ms)
+        held = self._release_stays(self._silent_stays(watermark_ms))
+        released = StepResult(Visits.concat([released.visits, held]), released.rejects)
         state = self._visits
         iv = self.officer_intervals(state.officer)
         silent = self._ordering.max_seen_ts_ms[state.officer] < watermark_ms - self.limits.gap(iv)
@@ -236,23 +153,26 @@ class DwellEngine:
         """The oldest newest-fix time among the officers with an open visit or a buffered fix (None when
         there are none): no officer can be found silent before event time passes it."""
         seen = self._ordering.max_seen_ts_ms
-        candidates = np.concatenate([self._visits.officer, self._ordering.pending_officer])
+        candidates = np.concatenate([self._visits.officer, self._ordering.pending_officer, self._stays.officer])
         return int(seen[candidates].min()) if candidates.size else None
 
     def close_stale(self, watermark_ms: int) -> Visits:
-        """Close visits whose officer has been silent for over his gap limit before ``watermark_ms``."""
+        """Close visits whose officer has been silent for over his gap limit before ``watermark_ms`` (his held
+        stay first)."""
+        held = self._release_stays(self._silent_stays(watermark_ms))
         iv = self.officer_intervals(self._visits.officer)
         self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s,
                                                          bounds=self.rules.visit_bounds,
                                                          gap_limit_ms=self.limits.gap(iv), interval_ms=iv)
         self.opened_rows = np.empty(0, np.int64)
-        return Visits(*closed)
+        return Visits.concat([held, Visits(*closed)])
 
     def export_state(self) -> dict[str, np.ndarray]:
         """Every state array, by name, for a checkpoint."""
         out = {"ordering_" + k: v for k, v in self._ordering._asdict().items()}
         out.update({"visits_" + k: v for k, v in self._visits._asdict().items()})
         out.update({"intervals_" + k: v for k, v in self._intervals._asdict().items()})
+        out.update({"stays_" + k: v for k, v in self._stays._asdict().items()})
         return out
 
     def import_state(self, arrays: dict[str, np.ndarray]) -> None:
@@ -267,21 +187,97 @@ class DwellEngine:
         self._intervals = (report_interval.IntervalState(*(np.array(arrays["intervals_" + f])
                                                            for f in report_interval.IntervalState._fields))
                            if "intervals_n_gaps" in arrays else report_interval.empty_interval_state())
+        # A state saved before stay points holds none.
+        self._stays = (stays.StayState(*(np.array(arrays["stays_" + f]) for f in stays.StayState._fields))
+                       if "stays_officer" in arrays else stays.empty_stay_state())
         self.opened_rows = np.empty(0, np.int64)
+        # Visits open at the checkpoint were announced before it was taken.
+        shown = self._provisional_state()
+        self._shown = (shown.officer.astype(np.int64) << 32 | shown.hotspot.astype(np.int64), shown.start_ms.copy())
 
     def open_visits(self) -> Visits:
-        """Visits still open, as of the last released fix (the live view)."""
-        return self._open_rows(slice(None))
+        """Visits open now, as a replay of the fixes so far would leave them (the live view): a held stay
+        counts as ended at its newest fix."""
+        state = self._provisional_state()
+        iv = self.officer_intervals(state.officer)
+        return Visits(state.officer, state.hotspot, state.start_ms, state.last_in_ms, state.n_fixes, iv,
+                      self.limits.gap(iv))
 
     def opened_visits(self) -> Visits:
-        """The open visits that the last step opened (the stream's ``visit.opened`` events)."""
-        return self._open_rows(self.opened_rows)
+        """Visits that opened since the last call (the stream's ``visit.opened`` events), each once; with stay
+        points, also those a held stay opens in the live view."""
+        if not self.limits.stays:
+            return self._open_rows(self._visits, self.opened_rows)
+        state = self._provisional_state()
+        # Rows are sorted by (officer, hot spot), one visit each: a row is new unless the last call showed
+        # the same visit (same start).
+        key = state.officer.astype(np.int64) << 32 | state.hotspot.astype(np.int64)
+        old_key, old_start = self._shown
+        at = np.minimum(np.searchsorted(old_key, key), max(old_key.size - 1, 0))
+        seen = (old_key.size > 0) & (old_key[at] == key) & (old_start[at] == state.start_ms) if old_key.size else \
+            np.zeros(key.size, bool)
+        self._shown = (key, state.start_ms.copy())
+        return self._open_rows(state, np.flatnonzero(~seen))
 
-    def _open_rows(self, rows) -> Visits:
-        s = self._visits
-        iv = self.officer_intervals(s.officer[rows])
-        return Visits(s.officer[rows], s.hotspot[rows], s.start_ms[rows], s.last_in_ms[rows], s.n_fixes[rows], iv,
-                      self.limits.gap(iv))
+    def _provisional_state(self) -> visit_kernels.VisitState:
+        """The open visits after a final release of every held stay, on copies (nothing here changes); only
+        the officers with a held stay are run again."""
+        if not len(self._stays.officer):
+            return self._visits
+        _, items = stays.advance_stays(self._stays, *_NO_FIXES, final_all=True, **self._stay_rules)
+        held = np.isin(self._visits.officer, self._stays.officer)
+        theirs, _, _ = self._visit_items(items, visit_kernels.VisitState(*(a[held] for a in self._visits)))
+        merged = [np.concatenate([a[~held], b]) for a, b in zip(self._visits, theirs)]
+        order = np.lexsort((merged[1], merged[0]))
+        return visit_kernels.VisitState(*(a[order] for a in merged))
+
+    def _open_rows(self, state, rows) -> Visits:
+        iv = self.officer_intervals(state.officer[rows])
+        return Visits(state.officer[rows], state.hotspot[rows], state.start_ms[rows], state.last_in_ms[rows],
+                      state.n_fixes[rows], iv, self.limits.gap(iv))
+
+    def _silent_stays(self, watermark_ms: int) -> np.ndarray:
+        """Officers with a held stay silent for more than their gap limit at ``watermark_ms``."""
+        off = self._stays.officer
+        return off[self._ordering.max_seen_ts_ms[off] < watermark_ms - self.limits.gap(self.officer_intervals(off))]
+
+    def _release_stays(self, officers: np.ndarray) -> Visits:
+        """Release everything held for ``officers`` (sorted) into their visits; the visits that closed."""
+        if not len(officers):
+            return Visits.empty()
+        self._stays, items = stays.advance_stays(self._stays, *_NO_FIXES, final_officers=officers,
+                                                 **self._stay_rules)
+        self._visits, closed, _ = self._visit_items(items, self._visits)
+        return Visits(*closed)
+
+    @property
+    def _stay_rules(self) -> dict:
+        r = self.rules
+        return dict(min_fixes=r.stay_min_fixes, max_misses=r.stay_max_misses)
+
+    def _visit_items(self, items: stays.StayItems, state):
+        """Advance ``state`` over stay items: a fix as it is, a stay as a fix at its centroid at its first fix
+        (standing for all but one of its fixes) and another at its last, seen without a break since the
+        first. Returns (new state, closed, opened rows)."""
+        k = len(items.ts_ms)
+        is_stay = items.n_fixes > 1
+        reps = np.where(is_stay, 2, 1)
+        item = np.repeat(np.arange(k), reps)
+        end = np.zeros(item.size, bool)
+        end[(np.cumsum(reps) - 1)[is_stay]] = True
+        ts = np.where(end, items.end_ms[item], items.ts_ms[item])
+        fixes = ordering.ReleasedFixes(items.officer[item], ts, items.x_m[item], items.y_m[item],
+                                       np.zeros(item.size, np.int64), items.accuracy_m[item],
+                                       np.where(end, items.ts_ms[item], items.prev_ms[item]))
+        iv = np.where(end, items.end_interval_ms[item], items.interval_ms[item])
+        n = np.where(end, 1, items.n_fixes[item] - is_stay[item]).astype(np.int32)
+        since = np.where(end, items.ts_ms[item], ts)
+        pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(
+            fixes.x_m, fixes.y_m, margin_m=self.limits.margin(fixes.accuracy_m))
+        return visit_kernels.advance_released(
+            state, fixes, pair_fix, pair_hotspot, pair_inside, fix_gap_ms=self.limits.gap(iv),
+            fix_grace_ms=self.limits.grace(iv), fix_interval_ms=iv, midpoint=self._midpoint, fix_n=n,
+            fix_since_ms=since)
 
     def _advance(self, officer, ts_ms, x, y, row, *, flush: bool, flush_before_ms: int | None = None,
                  accuracy_m=None) -> StepResult:
@@ -291,12 +287,21 @@ class DwellEngine:
             max_speed_mps=r.max_speed_mps, max_gap_s=r.max_gap_s, flush=flush, flush_before_ms=flush_before_ms,
             inplace=True, accuracy_m=accuracy_m)
         self._intervals, iv = report_interval.estimate_released(self._intervals, released)
-        pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(
-            released.x_m, released.y_m, margin_m=self.limits.margin(released.accuracy_m))
-        # Released fixes and located pairs already have the shape the visit kernel needs: no re-checks.
-        self._visits, closed, self.opened_rows = visit_kernels.advance_released(
-            self._visits, released, pair_fix, pair_hotspot, pair_inside, fix_gap_ms=self.limits.gap(iv),
-            fix_grace_ms=self.limits.grace(iv), fix_interval_ms=iv, midpoint=self._midpoint)
+        if self.limits.stays:
+            # Held until their stay is decided; the items now decided go on to the visits.
+            accuracy = np.where(np.isnan(released.accuracy_m), r.default_accuracy_m, released.accuracy_m)
+            self._stays, items = stays.advance_stays(
+                self._stays, released.officer, released.ts_ms, released.x_m, released.y_m, accuracy,
+                self.limits.stay_radius(accuracy, iv), self.limits.gap(iv), prev_ms=released.prev_ts_ms,
+                interval_ms=iv, **self._stay_rules)
+            self._visits, closed, self.opened_rows = self._visit_items(items, self._visits)
+        else:
+            pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(
+                released.x_m, released.y_m, margin_m=self.limits.margin(released.accuracy_m))
+            # Released fixes and located pairs already have the shape the visit kernel needs: no re-checks.
+            self._visits, closed, self.opened_rows = visit_kernels.advance_released(
+                self._visits, released, pair_fix, pair_hotspot, pair_inside, fix_gap_ms=self.limits.gap(iv),
+                fix_grace_ms=self.limits.grace(iv), fix_interval_ms=iv, midpoint=self._midpoint)
         # The ordering kernel reports codes of the shared table (kernels.reasons).
         rejects = Rejects(np.asarray(rejected.row, np.int64), np.asarray(rejected.reason, np.int8))
         return StepResult(Visits(*closed), rejects)

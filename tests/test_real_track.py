@@ -66,9 +66,11 @@ def track_csv(tmp_path_factory):
 @pytest.mark.parametrize("radius_m, square", [(30.0, False), (20.0, True), (45.0, False)])
 @pytest.mark.parametrize("bounds", ["fixes", "midpoint"])
 @pytest.mark.parametrize("rules", [RuleSettings(), RuleSettings(exit_margin_m=0.0, exit_grace_s=0.0),
-                                   RuleSettings(exit_margin_m=10.0, exit_grace_s=20.0, max_gap_s=150.0)])
+                                   RuleSettings(exit_margin_m=10.0, exit_grace_s=20.0, max_gap_s=150.0),
+                                   RuleSettings(scaling="fixed")])
 def test_visit_runs_from_first_to_last_fix_inside_each_stop(track_csv, radius_m, square, rules, bounds):
-    rules = dataclasses.replace(rules, visit_bounds=bounds)
+    # The rules fix by fix: stay points (which judge a run of fixes at their centroid) off.
+    rules = dataclasses.replace(rules, visit_bounds=bounds, stay_min_fixes=0)
     hotspots = HotspotSet.from_geojson_dict(_stop_hotspots(radius_m, square), source="stops", crs=ITM)
     lon, lat, _, ts_ms = _track()
     x, y = hotspots.project(lon, lat)
@@ -100,6 +102,26 @@ def test_visit_runs_from_first_to_last_fix_inside_each_stop(track_csv, radius_m,
     assert expected >= 30 and len(visits.hotspot) == expected
 
 
+@pytest.mark.parametrize("radius_m, square", [(30.0, False), (20.0, True), (45.0, False)])
+def test_the_default_rules_give_one_visit_per_stop(track_csv, radius_m, square):
+    # With stay points the bus's wait at a stop is judged at the centroid of its fixes, so a visit's ends
+    # are the stay's, not the first and last fix inside; still one visit per stop, over its inside fixes.
+    hotspots = HotspotSet.from_geojson_dict(_stop_hotspots(radius_m, square), source="stops", crs=ITM)
+    lon, lat, _, ts_ms = _track()
+    x, y = hotspots.project(lon, lat)
+    visits = replay(track_csv, hotspots).raw_visits
+    entered = 0
+    for h, poly in enumerate(hotspots.geometries_metric):
+        inside = np.flatnonzero(shapely.contains_xy(poly, x, y))
+        mine = np.flatnonzero(visits.hotspot == h)
+        assert mine.size == min(inside.size, 1), hotspots.names[h]
+        if inside.size:
+            entered += 1
+            v = mine[0]
+            assert visits.start_ms[v] <= ts_ms[inside[-1]] and visits.end_ms[v] >= ts_ms[inside[0]]
+    assert entered >= 30
+
+
 def test_dwell_at_track_start_is_the_longest_stop(track_csv):
     hotspots = HotspotSet.from_geojson_dict(_stop_hotspots(30.0, False), source="stops", crs=ITM)
     result = replay(track_csv, hotspots, rules=RuleSettings(min_patrol_s=200.0, visit_bounds="fixes"))
@@ -114,7 +136,8 @@ def test_gap_longer_than_max_gap_splits_a_real_dwell(track_csv):
     # The phone goes quiet for up to 138 s while the bus waits at William
     # Street: with a 30 s max gap that silence is not presence.
     hotspots = HotspotSet.from_geojson_dict(_stop_hotspots(30.0, False), source="stops", crs=ITM)
-    result = replay(track_csv, hotspots, rules=RuleSettings(max_gap_s=30.0, visit_bounds="fixes"))
+    # Fix by fix (stay points off): the lone fix inside before the first silence is a visit of its own.
+    result = replay(track_csv, hotspots, rules=RuleSettings(max_gap_s=30.0, visit_bounds="fixes", stay_min_fixes=0))
     william = result.visits["hotspot_id"] == "8400B6071101"
     assert william.sum() == 3
     assert result.visits["duration_s"][william].sum() < 220

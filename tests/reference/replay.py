@@ -16,6 +16,7 @@ import pyproj
 
 from tests.reference.locate import locate_reference
 from tests.reference.ordering import ReferenceOrderer, to_ms
+from tests.reference.stays import reference_stays
 from tests.reference.presence import union_length_within
 from tests.reference.report_interval import ReferenceIntervals
 from tests.reference.visits import ReferenceVisits
@@ -103,6 +104,26 @@ def adaptive_margin(rules, accuracy_m: float | None) -> float:
     return min(stated * rules.exit_margin_accuracies, rules.max_exit_margin_m)
 
 
+def stay_fixes(released, rules):
+    """Each officer's fixes with those of a stay moved to its centroid (tests/reference/stays.py), in time
+    order per officer as they were."""
+    by_officer: dict[int, list] = {}
+    for r in released:
+        by_officer.setdefault(r[0], []).append(r)
+    out = []
+    for officer, rows in sorted(by_officer.items()):
+        acc = rules.default_accuracy_m
+        radius = rules.stay_radius_accuracies * acc
+        fixes = [(ts, x, y, acc, radius if iv / 1000 * rules.walking_speed_mps >= radius else 0.0, gap, None, iv)
+                 for _, ts, x, y, _, iv, gap, _ in rows]
+        k = 0
+        for ts, end, x, y, _, n, _, _, _ in reference_stays(fixes, rules.stay_min_fixes, rules.stay_max_misses):
+            for r in rows[k:k + n]:
+                out.append((officer, r[1], x, y) + r[4:])
+            k += n
+    return out
+
+
 def replay_reference(path, hotspots, rules, schedule=None):
     """Visits, rejects and hot spot-day rows, computed the slow, plain way."""
     rows, rejects = read_reference(path)
@@ -120,6 +141,17 @@ def replay_reference(path, hotspots, rules, schedule=None):
     released += rel
     rejects.update({r: reason for r, reason in rej})
 
+    intervals = ReferenceIntervals()
+    last_ts: dict[int, int] = {}
+    limits = []  # (interval, gap, grace) at each released fix
+    for officer, ts, _, _, _ in released:
+        iv = intervals.push(officer, last_ts.get(officer), ts)
+        last_ts[officer] = ts
+        limits.append((iv, *adaptive_limits(rules, iv)))
+    released = [r + lim for r, lim in zip(released, limits)]
+    if rules.scaling == "adaptive" and rules.stay_min_fixes > 0:
+        released = stay_fixes(released, rules)
+
     # The files here state no accuracy: every fix gets the margin of the default accuracy.
     margin = adaptive_margin(rules, None)
     fix, hot, inside = locate_reference([r[2] for r in released], [r[3] for r in released],
@@ -128,13 +160,8 @@ def replay_reference(path, hotspots, rules, schedule=None):
     for f, h, i in zip(fix, hot, inside):
         pairs.setdefault(int(f), {})[int(h)] = bool(i)
     machine = ReferenceVisits(rules.max_gap_s, rules.exit_grace_s, rules.visit_bounds)
-    intervals = ReferenceIntervals()
-    last_ts: dict[int, int] = {}
     visits = []
-    for k, (officer, ts, _, _, _) in enumerate(released):
-        iv = intervals.push(officer, last_ts.get(officer), ts)
-        last_ts[officer] = ts
-        gap_ms, grace_ms = adaptive_limits(rules, iv)
+    for k, (officer, ts, _, _, _, _, gap_ms, grace_ms) in enumerate(released):
         visits += machine.fix(officer, ts, pairs.get(k, {}), gap_ms=gap_ms, grace_ms=grace_ms)
     visits += machine.close_all({o: adaptive_limits(rules, intervals.estimate(o))[0] for o in last_ts})
     names = {c: o for o, c in codes.items()}
