@@ -11,7 +11,8 @@ from benchmarks.accuracy_grid import ERRORS_M, INTERVALS_S, cell_name
 
 # Defaults worth naming in the figure's title (others are in the JSON); missing ones are skipped.
 _TITLE_DEFAULTS = ("scaling", "exit_margin_m", "exit_grace_s", "max_gap_s", "max_gap_intervals",
-                   "exit_grace_intervals", "max_exit_grace_s", "exit_margin_accuracies", "max_exit_margin_m")
+                   "exit_grace_intervals", "max_exit_grace_s", "exit_margin_accuracies", "stay_min_fixes",
+                   "stay_radius_accuracies", "walking_speed_mps")
 
 
 def pct(x: float, digits: int = 2) -> str:

@@ -14,7 +14,8 @@ the radius in units of each fix's stated accuracy.
 
 Per officer, in time order (greedy, as a plain reading of the fixes would):
 
-* a cluster starts at the first undecided fix; each following fix joins it
+* a cluster starts at the first undecided fix with a radius (a fix without
+  one goes on at once); each following fix joins it
   when it lies within its radius of the centroid of the members so far (the
   engine's: a few times its stated accuracy, and 0, never joining, where a
   walker would not leave that radius between two reports) (a wider test for the first few members,
@@ -121,7 +122,7 @@ def empty_stay_state() -> StayState:
     return StayState(*(np.empty(0, d) for d in STATE_DTYPES))
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _emit(o_off, o_ts, o_end, o_x, o_y, o_acc, o_n, o_prev, o_iv, o_iv1, no, off, ts, end, x, y, acc, n, prev,
           iv, iv1):
     o_prev[no] = prev
@@ -137,7 +138,7 @@ def _emit(o_off, o_ts, o_end, o_x, o_y, o_acc, o_n, o_prev, o_iv, o_iv1, no, off
     return no + 1
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _resolve(off, q_ts, q_x, q_y, q_acc, q_rad, q_gap, q_prev, q_iv, h, t, ci, cf, final, min_fixes, max_misses,
              o_off, o_ts, o_end, o_x, o_y, o_acc, o_n, o_prev, o_iv, o_iv1, no):  # fmt: skip
     """Decide what the held fixes ``q_*[h:t]`` allow, given the cluster ``ci``/``cf``; returns (h, no)."""
@@ -178,6 +179,11 @@ def _resolve(off, q_ts, q_x, q_y, q_acc, q_rad, q_gap, q_prev, q_iv, h, t, ci, c
             continue  # the trailing misses are read again
         if h >= t:
             return h, no
+        if q_rad[h] == 0.0:  # no stay starts where none can be told from a walk: on at once
+            no = _emit(o_off, o_ts, o_end, o_x, o_y, o_acc, o_n, o_prev, o_iv, o_iv1, no, off, q_ts[h], q_ts[h],
+                       q_x[h], q_y[h], q_acc[h], 1, q_prev[h], q_iv[h], q_iv[h])
+            h += 1
+            continue
         m = 1
         sx = q_x[h]
         sy = q_y[h]

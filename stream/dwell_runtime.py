@@ -205,7 +205,8 @@ class DwellRuntime:
         else:
             # After idle_advance_s of wall clock nothing older is on its way: the reorder window's hold-back
             # is over, and event time moves on from the newest fix.
-            clock = watermark = base_ms + int((quiet_s - self.settings.idle_advance_s) * 1000)
+            # Rounded, not truncated: the wall clock's float seconds lose a few ns in the subtraction.
+            clock = watermark = base_ms + round((quiet_s - self.settings.idle_advance_s) * 1000)
         if tracker.advance_event_time(clock, watermark):
             self.stats.idle_advances += 1
             await self.close_silent(tracker)

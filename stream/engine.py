@@ -55,7 +55,14 @@ class Visits(NamedTuple):
 # No new fixes, for a call that only releases what stays hold.
 _NO_FIXES = tuple(np.empty(0, d) for d in (np.int32, np.int64, np.float64, np.float64, np.float64, np.float64,
                                            np.int64))
-_NOTHING_SHOWN = (np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def _member(codes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``codes`` are in ``sorted_set`` (sorted, unique): a binary search, not a hash per code."""
+    if not sorted_set.size:
+        return np.zeros(codes.shape, bool)
+    at = np.minimum(np.searchsorted(sorted_set, codes), sorted_set.size - 1)
+    return sorted_set[at] == codes
 
 
 class StepResult(NamedTuple):
@@ -82,7 +89,8 @@ class DwellEngine:
         self._visits = visit_kernels.empty_visit_state()
         self._stays = stays.empty_stay_state()
         self.opened_rows = np.empty(0, np.int64)  # rows of open_visits() that the last step opened
-        self._shown = _NOTHING_SHOWN  # (officer << 32 | hot spot, start) of the visits last announced open
+        self._opened = None  # with stay points: the live view's visits that the last step opened
+        self._live = None  # with stay points: the live view's open visits, kept per officer (None: to build)
         self.limits = OfficerLimits(rules)
         self._midpoint = rules.visit_bounds == "midpoint"
 
@@ -107,6 +115,8 @@ class DwellEngine:
         last = self._close(self._visits)
         self._visits = visit_kernels.empty_visit_state()
         self.opened_rows = np.empty(0, np.int64)
+        self._opened = None
+        self._live = None
         return StepResult(Visits.concat([result.visits, held, last]), result.rejects)
 
     def officer_intervals(self, officer: np.ndarray) -> np.ndarray:
@@ -143,6 +153,8 @@ class DwellEngine:
         iv = self.officer_intervals(state.officer)
         silent = self._ordering.max_seen_ts_ms[state.officer] < watermark_ms - self.limits.gap(iv)
         self.opened_rows = np.empty(0, np.int64)
+        self._opened = None
+        self._live = None
         if not silent.any():
             return released
         self._visits = visit_kernels.VisitState(*(a[~silent] for a in state))
@@ -165,6 +177,8 @@ class DwellEngine:
                                                          bounds=self.rules.visit_bounds,
                                                          gap_limit_ms=self.limits.gap(iv), interval_ms=iv)
         self.opened_rows = np.empty(0, np.int64)
+        self._opened = None
+        self._live = None
         return Visits.concat([held, Visits(*closed)])
 
     def export_state(self) -> dict[str, np.ndarray]:
@@ -191,9 +205,8 @@ class DwellEngine:
         self._stays = (stays.StayState(*(np.array(arrays["stays_" + f]) for f in stays.StayState._fields))
                        if "stays_officer" in arrays else stays.empty_stay_state())
         self.opened_rows = np.empty(0, np.int64)
-        # Visits open at the checkpoint were announced before it was taken.
-        shown = self._provisional_state()
-        self._shown = (shown.officer.astype(np.int64) << 32 | shown.hotspot.astype(np.int64), shown.start_ms.copy())
+        self._opened = None
+        self._live = None
 
     def open_visits(self) -> Visits:
         """Visits open now, as a replay of the fixes so far would leave them (the live view): a held stay
@@ -204,32 +217,47 @@ class DwellEngine:
                       self.limits.gap(iv))
 
     def opened_visits(self) -> Visits:
-        """Visits that opened since the last call (the stream's ``visit.opened`` events), each once; with stay
-        points, also those a held stay opens in the live view."""
+        """The visits the last step opened (the stream's ``visit.opened`` events); with stay points, in the
+        live view: a held stay's visit is announced when the live view first shows it."""
         if not self.limits.stays:
             return self._open_rows(self._visits, self.opened_rows)
-        state = self._provisional_state()
-        # Rows are sorted by (officer, hot spot), one visit each: a row is new unless the last call showed
-        # the same visit (same start).
-        key = state.officer.astype(np.int64) << 32 | state.hotspot.astype(np.int64)
-        old_key, old_start = self._shown
-        at = np.minimum(np.searchsorted(old_key, key), max(old_key.size - 1, 0))
-        seen = (old_key.size > 0) & (old_key[at] == key) & (old_start[at] == state.start_ms) if old_key.size else \
-            np.zeros(key.size, bool)
-        self._shown = (key, state.start_ms.copy())
-        return self._open_rows(state, np.flatnonzero(~seen))
+        return self._opened if self._opened is not None else Visits.empty()
 
-    def _provisional_state(self) -> visit_kernels.VisitState:
-        """The open visits after a final release of every held stay, on copies (nothing here changes); only
-        the officers with a held stay are run again."""
-        if not len(self._stays.officer):
-            return self._visits
-        _, items = stays.advance_stays(self._stays, *_NO_FIXES, final_all=True, **self._stay_rules)
-        held = np.isin(self._visits.officer, self._stays.officer)
-        theirs, _, _ = self._visit_items(items, visit_kernels.VisitState(*(a[held] for a in self._visits)))
-        merged = [np.concatenate([a[~held], b]) for a, b in zip(self._visits, theirs)]
+    def _provisional_state(self, officers: np.ndarray | None = None) -> visit_kernels.VisitState:
+        """The open visits (of ``officers``, sorted, or everyone) after a final release of every held stay,
+        on copies: nothing here changes. Only officers with a held stay are run again."""
+        visits = self._visits
+        if officers is not None:
+            visits = visit_kernels.VisitState(*(a[_member(visits.officer, officers)] for a in visits))
+        held = self._stays.officer if officers is None else self._stays.officer[_member(self._stays.officer, officers)]
+        if not len(held):
+            return visits
+        st = self._stays
+        rows, kept = _member(st.officer, held), _member(st.held_officer, held)
+        sub = stays.StayState(*(a[rows] for a in st[:stays.N_ROW]), *(a[kept] for a in st[stays.N_ROW:]))
+        _, items = stays.advance_stays(sub, *_NO_FIXES, final_all=True, **self._stay_rules)
+        mine = _member(visits.officer, held)
+        theirs, _, _ = self._visit_items(items, visit_kernels.VisitState(*(a[mine] for a in visits)))
+        merged = [np.concatenate([a[~mine], b]) for a, b in zip(visits, theirs)]
         order = np.lexsort((merged[1], merged[0]))
         return visit_kernels.VisitState(*(a[order] for a in merged))
+
+    def _update_live(self, officers: np.ndarray) -> Visits:
+        """Bring the live view of ``officers`` (sorted) up to date; the visits it shows now and did not
+        before (the others' live view has not changed: they had no fix and nothing of theirs closed)."""
+        now = self._provisional_state(officers)
+        old = self._live
+        mine = _member(old.officer, officers)
+        before = visit_kernels.VisitState(*(a[mine] for a in old))
+        merged = [np.concatenate([a[~mine], b]) for a, b in zip(old, now)]
+        order = np.lexsort((merged[1], merged[0]))
+        self._live = visit_kernels.VisitState(*(a[order] for a in merged))
+        key_now = now.officer.astype(np.int64) << 32 | now.hotspot.astype(np.int64)
+        key_before = before.officer.astype(np.int64) << 32 | before.hotspot.astype(np.int64)
+        at = np.minimum(np.searchsorted(key_before, key_now), max(key_before.size - 1, 0))
+        seen = (key_before[at] == key_now) & (before.start_ms[at] == now.start_ms) if key_before.size else \
+            np.zeros(key_now.size, bool)
+        return self._open_rows(now, np.flatnonzero(~seen))
 
     def _open_rows(self, state, rows) -> Visits:
         iv = self.officer_intervals(state.officer[rows])
@@ -288,6 +316,8 @@ class DwellEngine:
             inplace=True, accuracy_m=accuracy_m)
         self._intervals, iv = report_interval.estimate_released(self._intervals, released)
         if self.limits.stays:
+            if self._live is None:  # after a restore or a close: once, for everyone
+                self._live = self._provisional_state()
             # Held until their stay is decided; the items now decided go on to the visits.
             accuracy = np.where(np.isnan(released.accuracy_m), r.default_accuracy_m, released.accuracy_m)
             self._stays, items = stays.advance_stays(
@@ -295,6 +325,7 @@ class DwellEngine:
                 self.limits.stay_radius(accuracy, iv), self.limits.gap(iv), prev_ms=released.prev_ts_ms,
                 interval_ms=iv, **self._stay_rules)
             self._visits, closed, self.opened_rows = self._visit_items(items, self._visits)
+            self._opened = self._update_live(np.unique(released.officer))
         else:
             pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(
                 released.x_m, released.y_m, margin_m=self.limits.margin(released.accuracy_m))

@@ -78,7 +78,10 @@ def test_the_live_view_shows_a_held_stay_as_a_replay_of_the_fixes_so_far_does():
     assert abs(visit[2] - first) <= 120_000
     # Announced once as opened, not again while it goes on.
     assert engine.opened_visits().start_ms.tolist() == [visit[2]]
-    assert engine.opened_visits().start_ms.size == 0
+    t, (x, y) = fixes[12]
+    lon, lat = PROJ.to_wgs84(np.array([x]), np.array([y]))
+    engine.step(FixColumns(np.array([12]), np.zeros(1, np.int64), np.array([t]), lat, lon, np.array([30.0])))
+    assert engine.opened_visits().start_ms.size == 0 and engine.open_visits().start_ms.tolist() == [visit[2]]
 
 
 def test_silence_releases_a_held_stay_and_closes_its_visit():

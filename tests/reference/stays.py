@@ -12,6 +12,11 @@ def reference_stays(fixes, min_fixes, max_misses):
     items = []
     i, n = 0, len(fixes)
     while i < n:
+        if fixes[i][4] == 0.0:  # no radius: no stay starts here
+            ts, x, y, acc, _, _, prev, iv = fixes[i]
+            items.append((ts, ts, x, y, acc, 1, prev, iv, iv))
+            i += 1
+            continue
         members = [i]
         sx, sy, sa = fixes[i][1], fixes[i][2], fixes[i][3]
         misses = 0
