@@ -154,7 +154,7 @@ def _resolve(off, q_ts, q_x, q_y, q_acc, q_rad, q_gap, q_prev, q_iv, h, t, ci, c
                 dx = q_x[j] - cf[0] / ci[_MEMBERS]
                 dy = q_y[j] - cf[1] / ci[_MEMBERS]
                 r = q_rad[j]
-                if dx * dx + dy * dy <= r * r:
+                if r > 0.0 and dx * dx + dy * dy <= r * r:
                     ci[_SPAN] += ci[_MISSES] + 1
                     ci[_MEMBERS] += 1
                     cf[0] += q_x[j]
@@ -198,7 +198,7 @@ def _resolve(off, q_ts, q_x, q_y, q_acc, q_rad, q_gap, q_prev, q_iv, h, t, ci, c
             dx = q_x[j] - sx / m
             dy = q_y[j] - sy / m
             r = q_rad[j]
-            if dx * dx + dy * dy <= r * r:
+            if r > 0.0 and dx * dx + dy * dy <= r * r:
                 m += 1
                 sx += q_x[j]
                 sy += q_y[j]

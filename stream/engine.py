@@ -6,9 +6,8 @@ buffer, duplicates, late, impossible speed) -> estimate each officer's
 reporting interval -> (adaptive rules) gather stay points, holding a stay's
 fixes until it ends -> locate against the hot spots grown by the exit margin
 -> advance every officer's visit state. Every step is a kernel over arrays;
-nothing here loops per fix. The live view (open visits, visits opened)
-releases held stays on copies, so it is what a replay of the fixes so far
-gives.
+nothing here loops per fix. The live view (open visits) releases held
+stays on copies, so it is what a replay of the fixes so far gives.
 """
 
 from __future__ import annotations
@@ -88,9 +87,8 @@ class DwellEngine:
         self._intervals = report_interval.empty_interval_state()
         self._visits = visit_kernels.empty_visit_state()
         self._stays = stays.empty_stay_state()
+        self._carried = Visits.empty()  # closed while restoring, out with the next step
         self.opened_rows = np.empty(0, np.int64)  # rows of open_visits() that the last step opened
-        self._opened = None  # with stay points: the live view's visits that the last step opened
-        self._live = None  # with stay points: the live view's open visits, kept per officer (None: to build)
         self.limits = OfficerLimits(rules)
         self._midpoint = rules.visit_bounds == "midpoint"
 
@@ -115,8 +113,6 @@ class DwellEngine:
         last = self._close(self._visits)
         self._visits = visit_kernels.empty_visit_state()
         self.opened_rows = np.empty(0, np.int64)
-        self._opened = None
-        self._live = None
         return StepResult(Visits.concat([result.visits, held, last]), result.rejects)
 
     def officer_intervals(self, officer: np.ndarray) -> np.ndarray:
@@ -153,8 +149,6 @@ class DwellEngine:
         iv = self.officer_intervals(state.officer)
         silent = self._ordering.max_seen_ts_ms[state.officer] < watermark_ms - self.limits.gap(iv)
         self.opened_rows = np.empty(0, np.int64)
-        self._opened = None
-        self._live = None
         if not silent.any():
             return released
         self._visits = visit_kernels.VisitState(*(a[~silent] for a in state))
@@ -173,12 +167,14 @@ class DwellEngine:
         stay first)."""
         held = self._release_stays(self._silent_stays(watermark_ms))
         iv = self.officer_intervals(self._visits.officer)
+        gap = self.limits.gap(iv)
+        # An officer whose newer fixes are held in a stay is not silent, however old his visits' last fix.
+        holding = _member(self._visits.officer, self._stays.officer)
+        gap[holding] = np.iinfo(np.int64).max // 4
         self._visits, closed = visit_kernels.close_stale(self._visits, watermark_ms, max_gap_s=self.rules.max_gap_s,
-                                                         bounds=self.rules.visit_bounds,
-                                                         gap_limit_ms=self.limits.gap(iv), interval_ms=iv)
+                                                         bounds=self.rules.visit_bounds, gap_limit_ms=gap,
+                                                         interval_ms=iv)
         self.opened_rows = np.empty(0, np.int64)
-        self._opened = None
-        self._live = None
         return Visits.concat([held, Visits(*closed)])
 
     def export_state(self) -> dict[str, np.ndarray]:
@@ -205,23 +201,25 @@ class DwellEngine:
         self._stays = (stays.StayState(*(np.array(arrays["stays_" + f]) for f in stays.StayState._fields))
                        if "stays_officer" in arrays else stays.empty_stay_state())
         self.opened_rows = np.empty(0, np.int64)
-        self._opened = None
-        self._live = None
+        self._carried = Visits.empty()
+        if not self.limits.stays and len(self._stays.officer):
+            # Saved with stay points, restored without: what they held goes on now, before any new fix; the
+            # visits that closes come out with the next step's.
+            self._carried = self._release_stays(self._stays.officer)
 
-    def open_visits(self) -> Visits:
+    def open_visits(self, live: bool = True) -> Visits:
         """Visits open now, as a replay of the fixes so far would leave them (the live view): a held stay
-        counts as ended at its newest fix."""
-        state = self._provisional_state()
+        counts as ended at its newest fix. ``live=False``: only what the released fixes have opened."""
+        state = self._provisional_state() if live else self._visits
         iv = self.officer_intervals(state.officer)
         return Visits(state.officer, state.hotspot, state.start_ms, state.last_in_ms, state.n_fixes, iv,
                       self.limits.gap(iv))
 
     def opened_visits(self) -> Visits:
-        """The visits the last step opened (the stream's ``visit.opened`` events); with stay points, in the
-        live view: a held stay's visit is announced when the live view first shows it."""
-        if not self.limits.stays:
-            return self._open_rows(self._visits, self.opened_rows)
-        return self._opened if self._opened is not None else Visits.empty()
+        """The open visits that the last step opened (the stream's ``visit.opened`` events). A held stay's
+        visit is announced when the stay is released, not from the live view: the live view may still move
+        it (another start, another hot spot), and every visit announced open must come to close."""
+        return self._open_rows(self._visits, self.opened_rows)
 
     def _provisional_state(self, officers: np.ndarray | None = None) -> visit_kernels.VisitState:
         """The open visits (of ``officers``, sorted, or everyone) after a final release of every held stay,
@@ -241,23 +239,6 @@ class DwellEngine:
         merged = [np.concatenate([a[~mine], b]) for a, b in zip(visits, theirs)]
         order = np.lexsort((merged[1], merged[0]))
         return visit_kernels.VisitState(*(a[order] for a in merged))
-
-    def _update_live(self, officers: np.ndarray) -> Visits:
-        """Bring the live view of ``officers`` (sorted) up to date; the visits it shows now and did not
-        before (the others' live view has not changed: they had no fix and nothing of theirs closed)."""
-        now = self._provisional_state(officers)
-        old = self._live
-        mine = _member(old.officer, officers)
-        before = visit_kernels.VisitState(*(a[mine] for a in old))
-        merged = [np.concatenate([a[~mine], b]) for a, b in zip(old, now)]
-        order = np.lexsort((merged[1], merged[0]))
-        self._live = visit_kernels.VisitState(*(a[order] for a in merged))
-        key_now = now.officer.astype(np.int64) << 32 | now.hotspot.astype(np.int64)
-        key_before = before.officer.astype(np.int64) << 32 | before.hotspot.astype(np.int64)
-        at = np.minimum(np.searchsorted(key_before, key_now), max(key_before.size - 1, 0))
-        seen = (key_before[at] == key_now) & (before.start_ms[at] == now.start_ms) if key_before.size else \
-            np.zeros(key_now.size, bool)
-        return self._open_rows(now, np.flatnonzero(~seen))
 
     def _open_rows(self, state, rows) -> Visits:
         iv = self.officer_intervals(state.officer[rows])
@@ -280,7 +261,8 @@ class DwellEngine:
 
     @property
     def _stay_rules(self) -> dict:
-        r = self.rules
+        # Stays off (a state saved with them, released once): the defaults decide what was held.
+        r = self.rules if self.limits.stays else RuleSettings()
         return dict(min_fixes=r.stay_min_fixes, max_misses=r.stay_max_misses)
 
     def _visit_items(self, items: stays.StayItems, state):
@@ -316,8 +298,6 @@ class DwellEngine:
             inplace=True, accuracy_m=accuracy_m)
         self._intervals, iv = report_interval.estimate_released(self._intervals, released)
         if self.limits.stays:
-            if self._live is None:  # after a restore or a close: once, for everyone
-                self._live = self._provisional_state()
             # Held until their stay is decided; the items now decided go on to the visits.
             accuracy = np.where(np.isnan(released.accuracy_m), r.default_accuracy_m, released.accuracy_m)
             self._stays, items = stays.advance_stays(
@@ -325,7 +305,6 @@ class DwellEngine:
                 self.limits.stay_radius(accuracy, iv), self.limits.gap(iv), prev_ms=released.prev_ts_ms,
                 interval_ms=iv, **self._stay_rules)
             self._visits, closed, self.opened_rows = self._visit_items(items, self._visits)
-            self._opened = self._update_live(np.unique(released.officer))
         else:
             pair_fix, pair_hotspot, pair_inside = self.hotspots.locate_metric(
                 released.x_m, released.y_m, margin_m=self.limits.margin(released.accuracy_m))
@@ -335,4 +314,5 @@ class DwellEngine:
                 fix_grace_ms=self.limits.grace(iv), fix_interval_ms=iv, midpoint=self._midpoint)
         # The ordering kernel reports codes of the shared table (kernels.reasons).
         rejects = Rejects(np.asarray(rejected.row, np.int64), np.asarray(rejected.reason, np.int8))
-        return StepResult(Visits(*closed), rejects)
+        closed, self._carried = Visits.concat([self._carried, Visits(*closed)]), Visits.empty()
+        return StepResult(closed, rejects)

@@ -211,8 +211,9 @@ def test_a_fix_that_comes_after_its_officer_was_found_silent():
     """Beyond the rule's premise: a fix arriving more than the reorder window behind the partition's
     newest fix, for an officer already found silent. Older than his last fix it is late (dead-lettered);
     newer, it starts a new visit: the control room was told he had gone, and that stands."""
+    # Fix by fix (stay points off), so that the new visit is announced at once rather than when a stay ends.
     rules = RuleSettings(max_gap_s=120, reorder_window_s=60, exit_grace_s=0, exit_margin_m=0,
-                         visit_bounds="fixes")
+                         visit_bounds="fixes", stay_min_fixes=0)
     tracker = OfficerTracker(test_hotspots(), rules, 0)
     values = [fix_value("a", T0 + k * 30_000, INSIDE_A) for k in range(5)]
     values += [fix_value("b", T0 + k * 30_000, FAR) for k in range(20)]

@@ -26,7 +26,7 @@ def reference_stays(fixes, min_fixes, max_misses):
                 break
             dx, dy = x - sx / len(members), y - sy / len(members)
             r = radius
-            if dx * dx + dy * dy <= r * r:
+            if r > 0 and dx * dx + dy * dy <= r * r:
                 members.append(j)
                 sx, sy, sa = sx + x, sy + y, sa + acc
                 misses = 0
