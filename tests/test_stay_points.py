@@ -56,14 +56,18 @@ def test_no_stay_is_looked_for_where_a_walk_cannot_be_told_from_one():
         assert visits and visits == run(NO_STAYS, fixes, acc)  # fix by fix, as with stays off
 
 
-def engine_with(fixes, rules=RuleSettings(), accuracy=30.0):
-    engine = DwellEngine(test_hotspots(), rules)
+def feed(engine, fixes, accuracy=30.0):
+    """One officer's (ts_ms, (x, y)) fixes as one step of ``engine``."""
     ts = np.array([t for t, _ in fixes], np.int64)
     xy = np.array([p for _, p in fixes], np.float64)
     lon, lat = PROJ.to_wgs84(xy[:, 0], xy[:, 1])
     n = len(fixes)
-    out = engine.step(FixColumns(np.arange(n), np.zeros(n, np.int64), ts, lat, lon, np.full(n, accuracy)))
-    return engine, out
+    return engine.step(FixColumns(np.arange(n), np.zeros(n, np.int64), ts, lat, lon, np.full(n, accuracy)))
+
+
+def engine_with(fixes, rules=RuleSettings(), accuracy=30.0):
+    engine = DwellEngine(test_hotspots(), rules)
+    return engine, feed(engine, fixes, accuracy)
 
 
 def test_the_live_view_shows_a_held_stay_as_a_replay_of_the_fixes_so_far_does():
@@ -79,12 +83,7 @@ def test_the_live_view_shows_a_held_stay_as_a_replay_of_the_fixes_so_far_does():
     # visit.opened waits for the stay to be released: the live view could still move it, and every visit
     # announced open must come to close.
     assert engine.opened_visits().start_ms.size == 0
-    rest = fixes[12:]
-    ts = np.array([t for t, _ in rest], np.int64)
-    xy = np.array([p for _, p in rest])
-    lon, lat = PROJ.to_wgs84(xy[:, 0], xy[:, 1])
-    n = len(rest)
-    engine.step(FixColumns(np.arange(n), np.zeros(n, np.int64), ts, lat, lon, np.full(n, 30.0)))
+    feed(engine, fixes[12:])
     [whole] = run(RuleSettings(), fixes, np.full(len(fixes), 30.0))
     assert engine.opened_visits().start_ms.tolist() == [whole[2]]  # the walk away released the stay
 
@@ -101,10 +100,7 @@ def test_a_day_close_does_not_split_the_visit_of_an_officer_whose_fixes_a_stay_h
     engine, first = engine_with(fixes[:30])
     engine.release_pending()
     closed = engine.close_stale(ts[25]).start_ms
-    rest_ts = np.array(ts[30:], np.int64)
-    lon, lat = PROJ.to_wgs84(np.array([p[0] for p in xy[30:]]), np.array([p[1] for p in xy[30:]]))
-    n = len(rest_ts)
-    out = engine.step(FixColumns(np.arange(n), np.zeros(n, np.int64), rest_ts, lat, lon, np.full(n, 30.0)))
+    out = feed(engine, fixes[30:])
     end = engine.finish()
     got = [v for part in (first.visits, out.visits, end.visits) for v in zip(*(a.tolist() for a in part))]
     assert closed.size == 0 and got == whole and len(whole) == 1
@@ -120,11 +116,7 @@ def test_a_state_saved_with_stays_restores_without_them_and_loses_nothing():
         restored = DwellEngine(test_hotspots(), rules)
         restored.import_state(saved)
         assert len(restored._stays.officer) == 0  # released at once
-        ts = np.array([t for t, _ in fixes[15:]], np.int64)
-        xy = np.array([p for _, p in fixes[15:]])
-        lon, lat = PROJ.to_wgs84(xy[:, 0], xy[:, 1])
-        n = len(ts)
-        rest = restored.step(FixColumns(np.arange(n), np.zeros(n, np.int64), ts, lat, lon, np.full(n, 30.0)))
+        rest = feed(restored, fixes[15:])
         end = restored.finish()
         got = [v for part in (first.visits, rest.visits, end.visits) for v in zip(*(a.tolist() for a in part))]
         # The stay went on as one at its centroid: a visit counts every one of its fixes.
@@ -150,11 +142,7 @@ def test_a_checkpoint_with_a_held_stay_restores_to_the_same_visits():
     saved = {k: v.copy() for k, v in engine.export_state().items()}
     restored = DwellEngine(test_hotspots(), RuleSettings())
     restored.import_state(saved)
-    ts = np.array([t for t, _ in fixes[15:]], np.int64)
-    xy = np.array([p for _, p in fixes[15:]])
-    lon, lat = PROJ.to_wgs84(xy[:, 0], xy[:, 1])
-    n = len(ts)
-    rest = restored.step(FixColumns(np.arange(n), np.zeros(n, np.int64), ts, lat, lon, np.full(n, 30.0)))
+    rest = feed(restored, fixes[15:])
     end = restored.finish()
     got = [v for part in (first_part.visits, rest.visits, end.visits) for v in zip(*(a.tolist() for a in part))]
     assert got == whole and len(got) == 1
