@@ -221,19 +221,13 @@ class DwellEngine:
         it (another start, another hot spot), and every visit announced open must come to close."""
         return self._open_rows(self._visits, self.opened_rows)
 
-    def _provisional_state(self, officers: np.ndarray | None = None) -> visit_kernels.VisitState:
-        """The open visits (of ``officers``, sorted, or everyone) after a final release of every held stay,
-        on copies: nothing here changes. Only officers with a held stay are run again."""
-        visits = self._visits
-        if officers is not None:
-            visits = visit_kernels.VisitState(*(a[_member(visits.officer, officers)] for a in visits))
-        held = self._stays.officer if officers is None else self._stays.officer[_member(self._stays.officer, officers)]
+    def _provisional_state(self) -> visit_kernels.VisitState:
+        """The open visits after a final release of every held stay, on copies: nothing here changes. Only
+        the officers with a held stay are run again."""
+        visits, held = self._visits, self._stays.officer
         if not len(held):
             return visits
-        st = self._stays
-        rows, kept = _member(st.officer, held), _member(st.held_officer, held)
-        sub = stays.StayState(*(a[rows] for a in st[:stays.N_ROW]), *(a[kept] for a in st[stays.N_ROW:]))
-        _, items = stays.advance_stays(sub, *_NO_FIXES, final_all=True, **self._stay_rules)
+        _, items = stays.advance_stays(self._stays, *_NO_FIXES, final_all=True, **self._stay_rules)
         mine = _member(visits.officer, held)
         theirs, _, _ = self._visit_items(items, visit_kernels.VisitState(*(a[mine] for a in visits)))
         merged = [np.concatenate([a[~mine], b]) for a, b in zip(visits, theirs)]
